@@ -1,0 +1,1 @@
+"""mora.model.mask_engines"""

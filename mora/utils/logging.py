@@ -1,0 +1,16 @@
+"""The package logger. Library code logs through ``get_logger``; it never prints."""
+
+from __future__ import annotations
+
+import logging
+
+LOGGER_NAME = "mora"
+
+
+def get_logger(name: str | None = None) -> logging.Logger:
+    return logging.getLogger(LOGGER_NAME if not name else f"{LOGGER_NAME}.{name}")
+
+
+def setup_cli_logging(level: int = logging.INFO) -> None:
+    """Configure a plain stderr handler for command-line entry points (not for library use)."""
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")

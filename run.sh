@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# mora launcher.
+#   bash run.sh                         set up, then train + evaluate the embedded tiny default on CPU
+#   bash run.sh test [pytest args]      set up (with dev extras), then run the test suite
+#   CONFIG=train/configs/<name>.yaml NGPU=8 [NNODES=2 HOSTFILE=hosts] bash run.sh [key=value ...]
+#                                       real training through the DeepSpeed launcher
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")"
+ROOT=$(pwd)
+VENV=${VENV:-$ROOT/.venv}
+PY=$VENV/bin/python
+
+setup() {
+    # Re-install when pyproject.toml changes; torch first so no CUDA build is pulled.
+    local stamp="$VENV/.mora-setup-$(sha1sum pyproject.toml | cut -c1-12)"
+    if [ -f "$stamp" ]; then return 0; fi
+    if [ ! -x "$PY" ]; then python3 -m venv "$VENV"; fi
+    "$PY" -m pip install -q --upgrade pip
+    "$PY" -m pip install -q "torch==2.13.0"
+    "$PY" -m pip install -q -e ".[train,dev]"
+    rm -f "$VENV"/.mora-setup-*
+    touch "$stamp"
+}
+
+export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
+export TOKENIZERS_PARALLELISM=false
+export TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-$ROOT/.torch_extensions}
+
+cmd=${1:-}
+if [ "$cmd" = "test" ]; then
+    shift
+    setup
+    exec "$PY" -m pytest "$@"
+fi
+
+setup
+exec "$PY" -m train.launch "$@"
