@@ -1,0 +1,127 @@
+"""SAM (v1) mask engine: transformers' ``SamModel`` driven by prompt embeddings, frame by frame.
+
+This is LISA's and the original MoRA's setup: the projected ``[SEG]`` state is the only sparse prompt,
+the dense prompt is the no-mask embedding, and the single-mask output (token 0) is used. There is no
+memory: ``propagate`` decodes every frame with the same prompt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import SamConfig, SamModel
+from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+from mora.model.mask_engines.base import FrameFeatures, MaskEngine, eval_mode
+
+_PROPAGATE_CHUNK = 8  # frames encoded and decoded together in ``propagate``
+
+
+class SamMaskEngine(MaskEngine):
+    """SAM v1 mask engine (see the module docstring).
+
+    Args:
+        config: a ``SamConfig`` (e.g. ``sam_vit_h_config()``).
+        model: an already built ``SamModel`` for ``config`` (e.g. loaded with weights).
+    """
+
+    resize_mode = "longest_pad"  # SAM resizes the longest side to S and pads bottom/right
+
+    def __init__(self, config: SamConfig, *, model: SamModel | None = None) -> None:
+        super().__init__()
+        if not isinstance(config, SamConfig):
+            raise TypeError(f"expected a SamConfig, got {type(config).__name__}")
+        _check_sam_config(config)
+        self.model = model if model is not None else SamModel(config)
+        self.prompt_dim = int(config.prompt_encoder_config.hidden_size)
+        self.image_size = int(config.vision_config.image_size)
+        self.image_mean = tuple(float(v) for v in IMAGENET_DEFAULT_MEAN)
+        self.image_std = tuple(float(v) for v in IMAGENET_DEFAULT_STD)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **kwargs) -> SamMaskEngine:
+        """Wrap ``SamModel.from_pretrained(name_or_path, **kwargs)`` (e.g. facebook/sam-vit-huge)."""
+        model = SamModel.from_pretrained(name_or_path, **kwargs)
+        return cls(model.config, model=model)
+
+    @property
+    def config(self) -> SamConfig:
+        return self.model.config
+
+    def image_encoder_modules(self) -> list[nn.Module]:
+        return [self.model.vision_encoder]
+
+    def mask_decoder_modules(self) -> list[nn.Module]:
+        return [self.model.mask_decoder]
+
+    def encode(self, pixel_values: torch.Tensor) -> FrameFeatures:
+        """Image embeddings ``[N, C, h, w]`` (h = S/16 for real SAM) for ``pixel_values`` ``[N, 3, S, S]``."""
+        pixel_values = self._check_pixel_values(pixel_values)
+        image_embeds = self.model.vision_encoder(pixel_values).last_hidden_state  # [N, C, h, w]
+        return FrameFeatures(maps=(image_embeds,))
+
+    def decode(self, features: FrameFeatures, prompt_embeds: torch.Tensor) -> torch.Tensor:
+        """Mask logits ``[N, S, S]`` float32 from ``features`` (N frames) and ``prompt_embeds`` ``[N, P, C]``.
+
+        Gradients flow into ``prompt_embeds`` and every mask-decoder parameter (the IoU head, whose
+        output the logits do not use, is tied in with weight 0 for distributed training).
+        """
+        if not isinstance(features, FrameFeatures):
+            raise TypeError(f"features must come from encode(), got {type(features).__name__}")
+        prompts = self._check_prompts(prompt_embeds, len(features))  # [N, P, C]
+        model = self.model
+        image_embeds = features.maps[-1]  # [N, C, h, w]
+        num_frames, _, height, width = image_embeds.shape
+        image_pe = model.get_image_wide_positional_embeddings().expand(num_frames, -1, -1, -1)  # [N, C, h, w]
+        dense = model.prompt_encoder.no_mask_embed.weight.view(1, -1, 1, 1).expand(
+            num_frames, -1, height, width
+        )
+        low_res, iou_scores = model.mask_decoder(
+            image_embeddings=image_embeds,
+            image_positional_embeddings=image_pe,
+            sparse_prompt_embeddings=prompts.unsqueeze(1),  # [N, 1, P, C]: one mask per frame
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
+        size = (self.image_size, self.image_size)
+        logits = F.interpolate(low_res[:, 0].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
+        return logits + 0.0 * iou_scores.sum()  # [N, S, S]
+
+    @torch.no_grad()
+    def propagate(
+        self, pixel_values: torch.Tensor, prompt_embeds: torch.Tensor, key_frames: Sequence[int]
+    ) -> torch.Tensor:
+        """Decode every frame of ``[T, 3, S, S]`` with the prompt ``[P, C]``; ``[T, S, S]`` float32 logits.
+
+        SAM has no memory, so ``key_frames`` (validated like SAM2's) do not change the result.
+        """
+        pixel_values = self._check_pixel_values(pixel_values)
+        prompts = self._check_prompts(prompt_embeds, None)
+        self._check_key_frames(key_frames, pixel_values.shape[0])
+        chunks = []
+        with eval_mode(self.model):
+            for frames in pixel_values.split(_PROPAGATE_CHUNK):
+                features = self.encode(frames)
+                chunks.append(self.decode(features, prompts.expand(frames.shape[0], -1, -1)))
+        return torch.cat(chunks)
+
+
+def _check_sam_config(config: SamConfig) -> None:
+    """Consistency checks that would otherwise surface as shape errors deep inside the model."""
+    vision, prompt = config.vision_config, config.prompt_encoder_config
+    if vision.image_size != prompt.image_size or vision.patch_size != prompt.patch_size:
+        raise ValueError(
+            f"SAM vision ({vision.image_size}/{vision.patch_size}) and prompt encoder "
+            f"({prompt.image_size}/{prompt.patch_size}) image_size/patch_size disagree"
+        )
+    dims = {
+        "vision_config.output_channels": vision.output_channels,
+        "vision_config.num_pos_feats * 2": 2 * vision.num_pos_feats,
+        "prompt_encoder_config.hidden_size": prompt.hidden_size,
+        "mask_decoder_config.hidden_size": config.mask_decoder_config.hidden_size,
+    }
+    if len(set(dims.values())) != 1:
+        raise ValueError(f"SAM config hidden sizes disagree: {dims}")

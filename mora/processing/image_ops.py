@@ -1,0 +1,180 @@
+"""Frame and mask geometry between input videos and the mask engine's square S x S canvas.
+
+Two mappings are supported (``ResizeGeometry.mode``):
+
+* ``"longest_pad"`` (SAM): resize so that the longest side is S, keep the aspect ratio, then pad
+  bottom/right with zeros (after normalisation) up to S x S.
+* ``"squash"`` (SAM2): resize both sides to S, ignoring the aspect ratio.
+
+Frames are resized with antialiased bilinear interpolation, masks with nearest-neighbour
+(pixel-centre, ``nearest-exact``), predicted logits back to the frame with bilinear. No torchvision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+RESIZE_MODES = ("longest_pad", "squash")
+_FRAME_CHUNK = 16  # frames converted to float at a time, to bound peak memory on long clips
+
+
+@dataclass(frozen=True)
+class ResizeGeometry:
+    """How an (H, W) frame was mapped onto an S x S canvas."""
+
+    orig_size: tuple[int, int]  # (H, W)
+    resized_size: tuple[int, int]  # (h', w') before padding
+    canvas: int  # S
+    mode: str  # "longest_pad" | "squash"
+
+    @classmethod
+    def compute(cls, orig_size: tuple[int, int], canvas: int, mode: str) -> ResizeGeometry:
+        """Geometry for frames of ``orig_size`` = (H, W) on an S = ``canvas`` square in ``mode``."""
+        height, width = (int(v) for v in orig_size)
+        if height <= 0 or width <= 0:
+            raise ValueError(f"frame size must be positive, got (H, W) = {orig_size}")
+        _check_canvas(canvas)
+        _check_mode(mode)
+        if mode == "squash":
+            resized = (canvas, canvas)
+        else:  # SAM's ResizeLongestSide.get_preprocess_shape
+            scale = canvas / max(height, width)
+            resized = (max(1, int(height * scale + 0.5)), max(1, int(width * scale + 0.5)))
+        return cls(orig_size=(height, width), resized_size=resized, canvas=int(canvas), mode=mode)
+
+
+def frames_to_tensor(
+    frames: np.ndarray | Sequence[Image.Image],
+    size: int,
+    mode: str,
+    mean: Sequence[float],
+    std: Sequence[float],
+) -> tuple[torch.Tensor, ResizeGeometry]:
+    """Resize, normalise and (for ``longest_pad``) pad video frames for a mask engine.
+
+    Args:
+        frames: ``[T, H, W, 3]`` uint8 RGB array, or a list of T PIL images of one size.
+        size: canvas side S.
+        mode: ``"longest_pad"`` or ``"squash"``.
+        mean, std: per-channel normalisation constants in 0..1 units (3 values each).
+
+    Returns:
+        pixel_values ``[T, 3, S, S]`` float32 (padding is 0 after normalisation) and the geometry.
+    """
+    array = _frames_as_array(frames)
+    _check_mode(mode)
+    _check_canvas(size)
+    mean_t = _channel_constants(mean, "mean")
+    std_t = _channel_constants(std, "std")
+    if bool((std_t <= 0).any()):
+        raise ValueError(f"std must be positive, got {tuple(std)}")
+    num_frames, height, width, _ = array.shape
+    geometry = ResizeGeometry.compute((height, width), size, mode)
+    resized_h, resized_w = geometry.resized_size
+    out = torch.zeros(num_frames, 3, size, size, dtype=torch.float32)
+    for start in range(0, num_frames, _FRAME_CHUNK):
+        chunk = torch.from_numpy(array[start : start + _FRAME_CHUNK]).permute(0, 3, 1, 2)  # [t, 3, H, W]
+        chunk = chunk.to(torch.float32) / 255.0
+        if (resized_h, resized_w) != (height, width):
+            chunk = F.interpolate(
+                chunk, size=(resized_h, resized_w), mode="bilinear", align_corners=False, antialias=True
+            )
+        chunk = (chunk - mean_t) / std_t  # [t, 3, h', w']
+        out[start : start + chunk.shape[0], :, :resized_h, :resized_w] = chunk
+    return out, geometry
+
+
+def masks_to_canvas(masks: np.ndarray | torch.Tensor, geometry: ResizeGeometry) -> torch.Tensor:
+    """Map boolean masks ``[T, H, W]`` onto the canvas with nearest-neighbour resizing.
+
+    Returns ``[T, S, S]`` float32 in {0, 1}; the padded area (``longest_pad``) is 0.
+    """
+    tensor = torch.as_tensor(masks)
+    if tensor.dtype != torch.bool:
+        raise TypeError(f"masks must be boolean, got dtype {tensor.dtype}")
+    if tensor.ndim != 3:
+        raise ValueError(f"masks must be [T, H, W], got shape {tuple(tensor.shape)}")
+    if tuple(tensor.shape[1:]) != tuple(geometry.orig_size):
+        raise ValueError(
+            f"masks are {tuple(tensor.shape[1:])} but the geometry was computed for frames of {geometry.orig_size}"
+        )
+    resized_h, resized_w = geometry.resized_size
+    canvas = geometry.canvas
+    values = tensor.to(torch.float32).unsqueeze(1)  # [T, 1, H, W]
+    if (resized_h, resized_w) != geometry.orig_size:
+        values = F.interpolate(values, size=(resized_h, resized_w), mode="nearest-exact")
+    values = F.pad(values, (0, canvas - resized_w, 0, canvas - resized_h))  # [T, 1, S, S]
+    return values.squeeze(1)
+
+
+def logits_to_frames(logits: torch.Tensor, geometry: ResizeGeometry) -> torch.Tensor:
+    """Map mask logits from the canvas back to the input frames.
+
+    Args:
+        logits: ``[T, h, w]`` with h == w; canvas-resolution (S) or low-resolution (e.g. S/4) logits.
+
+    Returns:
+        ``[T, H, W]`` float logits (threshold at 0): upsampled to S, padding cropped, resized to (H, W),
+        all bilinear, on the input's device.
+    """
+    if not torch.is_tensor(logits) or not logits.is_floating_point():
+        raise TypeError("logits must be a floating-point torch.Tensor")
+    if logits.ndim != 3 or logits.shape[1] != logits.shape[2]:
+        raise ValueError(f"logits must be square [T, h, w], got shape {tuple(logits.shape)}")
+    canvas = geometry.canvas
+    resized_h, resized_w = geometry.resized_size
+    values = logits.unsqueeze(1)  # [T, 1, h, w]
+    if values.shape[-1] != canvas:
+        values = F.interpolate(values, size=(canvas, canvas), mode="bilinear", align_corners=False)
+    values = values[..., :resized_h, :resized_w]  # [T, 1, h', w']
+    if (resized_h, resized_w) != geometry.orig_size:
+        values = F.interpolate(values, size=geometry.orig_size, mode="bilinear", align_corners=False)
+    return values.squeeze(1)
+
+
+def _frames_as_array(frames: np.ndarray | Sequence[Image.Image]) -> np.ndarray:
+    """Validate frames and return a ``[T, H, W, 3]`` uint8 array."""
+    if isinstance(frames, np.ndarray):
+        if frames.dtype != np.uint8:
+            raise TypeError(f"frames must be uint8, got dtype {frames.dtype}")
+        if frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames must be [T, H, W, 3] RGB, got shape {frames.shape}")
+        if frames.shape[0] == 0 or frames.shape[1] == 0 or frames.shape[2] == 0:
+            raise ValueError(f"frames must be non-empty, got shape {frames.shape}")
+        return np.ascontiguousarray(frames)
+    if isinstance(frames, (list, tuple)):
+        if not frames:
+            raise ValueError("frames must contain at least one image")
+        for index, image in enumerate(frames):
+            if not isinstance(image, Image.Image):
+                raise TypeError(f"frames[{index}] is {type(image).__name__}, expected a PIL image")
+        sizes = {image.size for image in frames}
+        if len(sizes) != 1:
+            raise ValueError(f"all frames must have the same size, got (W, H) sizes {sorted(sizes)}")
+        return np.stack([np.asarray(image.convert("RGB"), dtype=np.uint8) for image in frames])
+    raise TypeError(
+        f"frames must be a [T, H, W, 3] uint8 numpy array or a list of PIL images, got {type(frames)}"
+    )
+
+
+def _channel_constants(values: Sequence[float], name: str) -> torch.Tensor:
+    tensor = torch.as_tensor(values, dtype=torch.float32).flatten()
+    if tensor.numel() != 3:
+        raise ValueError(f"{name} must have 3 values (RGB, 0..1 units), got {values}")
+    return tensor.view(1, 3, 1, 1)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"unknown resize mode {mode!r}; expected one of {RESIZE_MODES}")
+
+
+def _check_canvas(canvas: int) -> None:
+    if isinstance(canvas, bool) or not isinstance(canvas, (int, np.integer)) or canvas <= 0:
+        raise ValueError(f"canvas size must be a positive int, got {canvas!r}")
