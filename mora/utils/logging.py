@@ -8,7 +8,12 @@ LOGGER_NAME = "mora"
 
 
 def get_logger(name: str | None = None) -> logging.Logger:
-    return logging.getLogger(LOGGER_NAME if not name else f"{LOGGER_NAME}.{name}")
+    """``get_logger(__name__)`` inside the package and ``get_logger("x")`` both land under "mora"."""
+    if not name or name == LOGGER_NAME:
+        return logging.getLogger(LOGGER_NAME)
+    if name.startswith(LOGGER_NAME + "."):
+        return logging.getLogger(name)
+    return logging.getLogger(f"{LOGGER_NAME}.{name}")
 
 
 def setup_cli_logging(level: int = logging.INFO) -> None:

@@ -1,0 +1,148 @@
+"""From a ``VideoSample`` to a ``TrainingExample``: frame choice, decoding, question and answer text.
+
+Frame choice, per sample:
+
+* ``"linspace"`` (GroundMoRe-style samples with a span): T frames spread over the whole clip, one
+  drawn at random from each of T equal segments (a jittered ``np.linspace``, so training matches
+  the 20-frame linspace evaluation); at least one sampled frame always lies inside the span.
+* ``"target"`` (referring datasets): about half of the frames drawn from those where the target is
+  visible, the rest from the whole clip as context, sorted in time.
+* ``"auto"``: ``"linspace"`` when the sample has a span, else ``"target"``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from mora.constants import ANSWER_NO_SPAN, ANSWER_WITH_SPAN
+from mora.data.errors import DatasetFormatError
+from mora.data.schema import TrainingExample, VideoSample
+from mora.data.templates import question_for
+from mora.data.video import decode_video_frames, read_frame_files
+
+SAMPLING_STRATEGIES = ("auto", "linspace", "target")
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    num_frames: int = 8
+    strategy: str = "auto"
+    jitter: bool = True  # False: exact linspace (evaluation-like)
+    max_side: int | None = None  # downscale frames (and masks) whose longest side is larger
+    use_span: bool = True  # False: answer without [LOC] and supervise masks on every annotated frame
+
+    def __post_init__(self) -> None:
+        if self.num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
+        if self.strategy not in SAMPLING_STRATEGIES:
+            raise ValueError(f"sampling strategy {self.strategy!r} not in {SAMPLING_STRATEGIES}")
+        if self.max_side is not None and self.max_side < 8:
+            raise ValueError(f"max_side must be >= 8 pixels, got {self.max_side}")
+
+
+def jittered_linspace(num_total: int, num_frames: int, rng: np.random.Generator | None) -> list[int]:
+    """One index per equal segment of ``[0, N)``; the segment centre-left index without ``rng``."""
+    if num_total < num_frames:
+        return np.linspace(0, num_total - 1, num_frames).astype(int).tolist()
+    edges = np.linspace(0, num_total, num_frames + 1)
+    lo = np.floor(edges[:-1]).astype(int)
+    hi = np.maximum(lo + 1, np.floor(edges[1:]).astype(int))  # exclusive
+    if rng is None:
+        return np.linspace(0, num_total - 1, num_frames).astype(int).tolist()
+    return [int(rng.integers(a, b)) for a, b in zip(lo, hi)]
+
+
+def _ensure_in_span(indices: list[int], span: tuple[int, int], rng: np.random.Generator) -> list[int]:
+    if any(span[0] <= i <= span[1] for i in indices):
+        return indices
+    distance = [min(abs(i - span[0]), abs(i - span[1])) for i in indices]
+    indices = list(indices)
+    indices[int(np.argmin(distance))] = int(rng.integers(span[0], span[1] + 1))
+    return sorted(indices)
+
+
+def present_frames(sample: VideoSample) -> list[int]:
+    """Frames where the target is visible (from the reader when known, else by decoding)."""
+    known = sample.extra.get("present_frames")
+    if known is not None:
+        return list(known)
+    return [i for i in sample.masks.annotated_indices() if sample.masks.present(i)]
+
+
+def sample_indices(sample: VideoSample, config: SamplingConfig, rng: np.random.Generator) -> list[int]:
+    """Sorted frame indices (length ``config.num_frames``) into the sample's video."""
+    n, T = sample.num_frames, config.num_frames
+    strategy = config.strategy
+    if strategy == "auto":
+        strategy = "linspace" if sample.span is not None else "target"
+    if strategy == "linspace":
+        indices = jittered_linspace(n, T, rng if config.jitter else None)
+        return _ensure_in_span(indices, sample.span, rng) if sample.span is not None else indices
+    present = present_frames(sample)
+    if not present:
+        return jittered_linspace(n, T, rng if config.jitter else None)
+    k = min(len(present), (T + 1) // 2)
+    chosen = [int(i) for i in rng.choice(present, size=k, replace=False)]
+    taken = set(chosen)
+    rest = [i for i in range(n) if i not in taken]
+    extra = T - k
+    if extra:
+        chosen += [int(i) for i in rng.choice(rest or chosen, size=extra, replace=len(rest) < extra)]
+    return sorted(chosen)
+
+
+def load_frames(sample: VideoSample, indices: list[int]) -> np.ndarray:
+    """``[T, H, W, 3]`` uint8 frames of ``sample`` at ``indices``."""
+    if sample.frames is not None:
+        return read_frame_files([sample.frame_path(i) for i in indices])
+    return decode_video_frames(sample.video, indices)
+
+
+def _downscale(frames: np.ndarray, masks: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
+    T, H, W, _ = frames.shape
+    scale = max_side / max(H, W)
+    size = (max(1, round(W * scale)), max(1, round(H * scale)))  # PIL (w, h)
+    frames = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR)) for f in frames])
+    masks = np.stack([np.asarray(Image.fromarray(m).resize(size, Image.NEAREST)) for m in masks])
+    return frames, masks
+
+
+def make_example(sample: VideoSample, config: SamplingConfig, rng: np.random.Generator) -> TrainingExample:
+    """Sample frames, decode them and their masks, and phrase the question and answer."""
+    indices = sample_indices(sample, config, rng)
+    frames = load_frames(sample, indices)
+    T, H, W, _ = frames.shape
+    span_mode = config.use_span and sample.span is not None
+    masks = np.zeros((T, H, W), dtype=bool)
+    valid = np.zeros(T, dtype=bool)
+    for t, index in enumerate(indices):
+        valid[t] = sample.target_valid(index) if span_mode else sample.masks.is_annotated(index)
+        if valid[t]:
+            mask = sample.masks[index]
+            if mask.shape != (H, W):
+                raise DatasetFormatError(
+                    sample.video,
+                    f"sample {sample.id}: mask of frame {index} is {mask.shape}, frame is {(H, W)}",
+                )
+            masks[t] = mask
+    span = None
+    if span_mode:
+        inside = [t for t, i in enumerate(indices) if sample.span[0] <= i <= sample.span[1]]
+        span = (inside[0], inside[-1]) if inside else None
+    if config.max_side is not None and max(H, W) > config.max_side:
+        frames, masks = _downscale(frames, masks, config.max_side)
+    return TrainingExample(
+        frames=frames,
+        question=question_for(sample, rng),
+        answer=ANSWER_WITH_SPAN if span is not None else ANSWER_NO_SPAN,
+        masks=masks,
+        mask_valid=valid,
+        span=span,
+        sample_id=sample.id,
+        source=sample.source,
+        q_type=sample.q_type,
+        frame_indices=list(indices),
+    )

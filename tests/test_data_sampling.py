@@ -1,0 +1,186 @@
+"""Frame sampling, TrainingExample construction, mixtures and the collator feeding the tiny model."""
+
+import numpy as np
+import pytest
+import torch
+
+from data_prep import synthetic
+from mora.constants import ANSWER_NO_SPAN, ANSWER_WITH_SPAN
+from mora.data.collator import MoRACollator
+from mora.data.dataset import DatasetSpec, MixtureDataset, build_dataset
+from mora.data.masks import EmptyMaskTrack, RLEMaskTrack, encode_rle
+from mora.data.sampling import SamplingConfig, jittered_linspace, sample_indices
+from mora.data.schema import TrainingExample, VideoSample
+from mora.data.templates import question_for
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn") / "d"
+    synthetic.generate_dataset(root, num_videos=12, seed=0)
+    return root
+
+
+def test_jittered_linspace_covers_the_clip():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        idx = jittered_linspace(30, 8, rng)
+        assert len(idx) == 8 and idx == sorted(idx) and len(set(idx)) == 8
+        edges = np.linspace(0, 30, 9)
+        assert all(edges[k] - 1 < i < edges[k + 1] for k, i in enumerate(idx))
+    assert jittered_linspace(30, 20, None) == np.linspace(0, 29, 20).astype(int).tolist()
+    assert jittered_linspace(3, 5, rng) == [0, 0, 1, 1, 2]
+
+
+def test_groundmore_examples(root):
+    ds = build_dataset(
+        DatasetSpec(format="groundmore", root=str(root), meta="train.json"), num_frames=8, seed=0
+    )
+    for i in range(len(ds)):
+        e = ds[i]
+        sample = ds.samples[i]
+        assert e.frames.shape == (8, 64, 64, 3) and e.masks.shape == (8, 64, 64)
+        assert e.question == sample.question and e.answer == ANSWER_WITH_SPAN
+        inside = [t for t, f in enumerate(e.frame_indices) if sample.span[0] <= f <= sample.span[1]]
+        assert inside and e.span == (inside[0], inside[-1])
+        assert e.mask_valid.tolist() == [t in inside for t in range(8)]
+        assert all(e.masks[t].any() for t in inside) and not e.masks[~e.mask_valid].any()
+    first = [ds[i].frame_indices for i in range(5)]
+    assert first == [ds[i].frame_indices for i in range(5)]  # deterministic per (seed, epoch, index)
+    ds.set_epoch(1)
+    assert first != [ds[i].frame_indices for i in range(5)]  # fresh jitter each epoch
+
+
+def test_short_span_always_sampled():
+    sample = VideoSample(
+        id="v/0",
+        source="t",
+        video_id="v",
+        video=None,
+        frames=[str(i) for i in range(100)],
+        fps=6.0,
+        height=4,
+        width=4,
+        question="q",
+        answer=None,
+        q_type=None,
+        obj_ids=[1],
+        span=(50, 50),
+        masks=EmptyMaskTrack(100, (4, 4), annotated=False),
+    )
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        assert 50 in sample_indices(sample, SamplingConfig(num_frames=4), rng)
+
+
+def test_target_sampling_prefers_frames_with_the_target():
+    present = np.zeros((40, 4, 4), bool)
+    present[30:34, 1, 1] = True  # the target is visible on frames 30..33 only
+    sample = VideoSample(
+        id="v/0",
+        source="mevis",
+        video_id="v",
+        video=None,
+        frames=[str(i) for i in range(40)],
+        fps=None,
+        height=4,
+        width=4,
+        question="q",
+        answer=None,
+        q_type=None,
+        obj_ids=[1],
+        span=None,
+        masks=RLEMaskTrack([[encode_rle(m) for m in present]], num_frames=40),
+    )
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        idx = sample_indices(sample, SamplingConfig(num_frames=8), rng)
+        assert len(idx) == 8 and idx == sorted(idx)
+        assert sum(30 <= i <= 33 for i in idx) >= 4  # half from the target's frames, the rest as context
+        assert any(i < 30 or i > 33 for i in idx)
+
+
+def test_max_side_and_no_span(root):
+    spec = DatasetSpec(format="groundmore", root=str(root), meta="train.json", max_side=32, use_span=False)
+    ds = build_dataset(spec, num_frames=6, seed=1)
+    e = ds[0]
+    assert e.frames.shape == (6, 32, 32, 3) and e.masks.shape == (6, 32, 32)
+    assert e.answer == ANSWER_NO_SPAN and e.span is None
+    annotated = [ds.samples[0].masks.is_annotated(i) for i in e.frame_indices]
+    assert e.mask_valid.tolist() == annotated
+
+
+def test_referring_question_templates():
+    sample = VideoSample(
+        id="v/0",
+        source="refytvos",
+        video_id="v",
+        video=None,
+        frames=None,
+        fps=None,
+        height=None,
+        width=None,
+        question="A man in red.",
+        answer=None,
+        q_type=None,
+        obj_ids=[1],
+        span=None,
+        masks=EmptyMaskTrack(1, (1, 1), annotated=False),
+        extra={"expression": True},
+    )
+    texts = {question_for(sample, np.random.default_rng(s)) for s in range(20)}
+    assert len(texts) > 1 and all("a man in red" in t for t in texts)
+    sample.question = "Which man will fall?"
+    assert question_for(sample, np.random.default_rng(0)) == "Which man will fall?"
+
+
+def test_mixture_ratios(root):
+    spec = DatasetSpec(format="groundmore", root=str(root), meta="train.json")
+    a = build_dataset(spec, num_frames=4, seed=0)
+    b = build_dataset(
+        DatasetSpec(format="groundmore", root=str(root), meta="test.json"), num_frames=4, seed=0
+    )
+    mix = MixtureDataset([a, b], [1.0, 3.0], length=2000, seed=0)
+    picks = [mix.choose(i)[0] for i in range(2000)]
+    assert abs(np.mean(picks) - 0.75) < 0.04
+    assert isinstance(mix[7], TrainingExample)
+    with pytest.raises(ValueError, match="ratio"):
+        MixtureDataset([a, b], [1.0], length=10, seed=0)
+
+
+def test_bad_specs(tmp_path, root):
+    with pytest.raises(ValueError, match="format"):
+        DatasetSpec(format="davis", root=str(root))
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        DatasetSpec(format="groundmore", root=str(tmp_path / "nope"))
+    with pytest.raises(ValueError, match="no samples"):
+        build_dataset(
+            DatasetSpec(format="groundmore", root=str(root), meta="test.json", q_types=["X"]),
+            num_frames=4,
+            seed=0,
+        )
+    with pytest.raises(ValueError, match="num_frames"):
+        SamplingConfig(num_frames=0)
+
+
+def test_collator_output_trains_the_tiny_model(root):
+    presets = pytest.importorskip("mora.presets")
+    from mora.model.modeling_mora import MoRAForVideoGrounding
+    from mora.processing.processing_mora import MoRAProcessor
+    from mora.processing.tokenizer import build_tiny_tokenizer
+
+    config = presets.tiny(num_frames=8)
+    processor = MoRAProcessor.from_config(config, build_tiny_tokenizer())
+    model = MoRAForVideoGrounding(config)
+    ds = build_dataset(
+        DatasetSpec(format="groundmore", root=str(root), meta="train.json"), num_frames=8, seed=0
+    )
+    batch = MoRACollator(processor)([ds[0], ds[1], ds[2]])
+    assert batch["gt_masks"].shape[:2] == (3, 8) and batch["span_valid"].all()
+    span = ds[1].span
+    assert batch["span_labels"][1].tolist() == [float(span[0] <= t <= span[1]) for t in range(8)]
+    out = model(**batch)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    with pytest.raises(ValueError, match="empty"):
+        MoRACollator(processor)([])
