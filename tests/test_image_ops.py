@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from mora.processing.image_ops import (
@@ -177,3 +178,95 @@ def test_logits_to_frames_accepts_low_resolution_logits_and_validates():
         logits_to_frames(torch.zeros(2, 16, 8), geometry)
     with pytest.raises(TypeError):
         logits_to_frames(torch.zeros(2, 16, 16, dtype=torch.long), geometry)
+
+
+# ---------------------------------------------------------------- fast paths against plain references
+def _smooth_frames(num_frames, height, width, seed):
+    """Natural-image-like frames: smooth gradients plus mild noise and a hard edge."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:height, :width].astype(np.float32)
+    frames = []
+    for t in range(num_frames):
+        base = np.stack(
+            [
+                128 + 100 * np.sin(xx / (7 + t) + yy / 11),
+                255 * xx / width,
+                np.where(yy > 0.6 * height, 220.0, 30.0),
+            ],
+            -1,
+        )
+        frames.append(np.clip(base + rng.normal(0, 12, base.shape), 0, 255))
+    return np.stack(frames).astype(np.uint8)
+
+
+def _to_unit_range(pixels, geometry):
+    """Undo the normalisation of the content area: ``[T, 3, h', w']`` in 0..1 units."""
+    h, w = geometry.resized_size
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    return pixels[:, :, :h, :w] * std + mean
+
+
+@pytest.mark.parametrize("mode", RESIZE_MODES)
+@pytest.mark.parametrize(
+    ("size", "canvas"),
+    [((180, 320), 64), ((180, 320), 256), ((320, 180), 100), ((45, 80), 128), ((97, 131), 200)],
+)
+@pytest.mark.parametrize("kind", ["smooth", "noise"])
+def test_frames_to_tensor_matches_pil_bilinear_reference(mode, size, canvas, kind):
+    # Tolerance (0..1 units): every value within 2/255 of PIL's antialiased bilinear resize
+    # (both round to 8 bits), and on average within 0.25/255.
+    if kind == "smooth":
+        frames = _smooth_frames(2, *size, seed=3)
+    else:
+        frames = np.random.default_rng(4).integers(0, 256, size=(2, *size, 3), dtype=np.uint8)
+    pixels, geometry = frames_to_tensor(frames, canvas, mode, MEAN, STD)
+    h, w = geometry.resized_size
+    reference = np.stack([np.asarray(Image.fromarray(f).resize((w, h), Image.BILINEAR)) for f in frames])
+    reference = torch.from_numpy(reference).permute(0, 3, 1, 2).float() / 255
+    error = (_to_unit_range(pixels, geometry) - reference).abs()
+    assert error.max() <= 2 / 255 + 1e-5
+    assert error.mean() <= 0.25 / 255
+
+
+@pytest.mark.parametrize("mode", RESIZE_MODES)
+@pytest.mark.parametrize(("size", "canvas"), [((180, 320), 64), ((180, 320), 256), ((45, 80), 128)])
+def test_frames_to_tensor_matches_float_antialiased_reference(mode, size, canvas):
+    # The former float pipeline (uint8 -> float -> antialiased bilinear): the 8-bit resize differs by
+    # its rounding only: at most 1/255 (+ float slack) in 0..1 units, on average ~0.3/255.
+    frames = _smooth_frames(2, *size, seed=5)
+    pixels, geometry = frames_to_tensor(frames, canvas, mode, MEAN, STD)
+    h, w = geometry.resized_size
+    reference = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    reference = F.interpolate(reference, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
+    error = (_to_unit_range(pixels, geometry) - reference).abs()
+    assert error.max() <= 1 / 255 + 1e-4
+    assert error.mean() <= 0.35 / 255
+    if mode == "longest_pad":
+        assert torch.count_nonzero(pixels[:, :, h:, :]) == 0
+        assert torch.count_nonzero(pixels[:, :, :, w:]) == 0
+
+
+@pytest.mark.parametrize("mode", RESIZE_MODES)
+@pytest.mark.parametrize("size", [(45, 61), (61, 45), (130, 97), (64, 41)])
+def test_masks_to_canvas_equals_float_reference(mode, size):
+    masks = _blob_masks(2, *size)
+    geometry = ResizeGeometry.compute(size, 64, mode)
+    h, w = geometry.resized_size
+    reference = torch.from_numpy(masks).float().unsqueeze(1)
+    if (h, w) != size:
+        reference = F.interpolate(reference, size=(h, w), mode="nearest-exact")
+    reference = F.pad(reference, (0, 64 - w, 0, 64 - h)).squeeze(1)
+    assert torch.equal(masks_to_canvas(masks, geometry), reference)
+
+
+@pytest.mark.parametrize("mode", RESIZE_MODES)
+@pytest.mark.parametrize(("size", "low"), [((45, 61), 16), ((61, 45), 16), ((97, 130), 32), ((40, 40), 24)])
+def test_logits_to_frames_equals_upsample_crop_resize_reference(mode, size, low):
+    geometry = ResizeGeometry.compute(size, 64, mode)
+    h, w = geometry.resized_size
+    logits = torch.randn(2, low, low, generator=torch.Generator().manual_seed(6))
+    reference = F.interpolate(logits.unsqueeze(1), size=(64, 64), mode="bilinear", align_corners=False)
+    reference = reference[..., :h, :w]
+    if (h, w) != size:
+        reference = F.interpolate(reference, size=size, mode="bilinear", align_corners=False)
+    assert torch.equal(logits_to_frames(logits, geometry), reference.squeeze(1))

@@ -8,6 +8,12 @@ Two mappings are supported (``ResizeGeometry.mode``):
 
 Frames are resized with antialiased bilinear interpolation, masks with nearest-neighbour
 (pixel-centre, ``nearest-exact``), predicted logits back to the frame with bilinear. No torchvision.
+
+Speed: frames and masks are resized while still 8-bit (torch's uint8 antialiased bilinear kernel,
+which follows PIL's fixed-point ``Image.resize(BILINEAR)``), and only the S x S result is converted to
+float, normalised and written into the canvas in one fused pass per channel; only the padding is
+zero-filled. Resized frame values are therefore rounded to whole 0..255 levels (within 1 level of
+float resampling; see ``tests/test_image_ops.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 RESIZE_MODES = ("longest_pad", "squash")
-_FRAME_CHUNK = 16  # frames converted to float at a time, to bound peak memory on long clips
+_FRAME_CHUNK = 8  # frames resized at a time, to bound the uint8 intermediate on long clips
 
 
 @dataclass(frozen=True)
@@ -77,16 +83,26 @@ def frames_to_tensor(
     num_frames, height, width, _ = array.shape
     geometry = ResizeGeometry.compute((height, width), size, mode)
     resized_h, resized_w = geometry.resized_size
-    out = torch.zeros(num_frames, 3, size, size, dtype=torch.float32)
+    # (x / 255 - mean) / std == x * scale + shift, evaluated in one pass from uint8 into the canvas.
+    scale = (1.0 / (255.0 * std_t)).flatten().tolist()
+    shift = (-mean_t / std_t).flatten()
+    out = torch.empty(num_frames, 3, size, size, dtype=torch.float32)
+    _zero_padding(out, resized_h, resized_w)
+    source = torch.from_numpy(array).permute(0, 3, 1, 2)  # [T, 3, H, W] uint8 view (channels-last)
     for start in range(0, num_frames, _FRAME_CHUNK):
-        chunk = torch.from_numpy(array[start : start + _FRAME_CHUNK]).permute(0, 3, 1, 2)  # [t, 3, H, W]
-        chunk = chunk.to(torch.float32) / 255.0
+        chunk = source[start : start + _FRAME_CHUNK]
         if (resized_h, resized_w) != (height, width):
             chunk = F.interpolate(
                 chunk, size=(resized_h, resized_w), mode="bilinear", align_corners=False, antialias=True
+            )  # uint8 [t, 3, h', w']
+        stop = start + chunk.shape[0]
+        for channel in range(3):
+            torch.add(
+                shift[channel],
+                chunk[:, channel],
+                alpha=scale[channel],
+                out=out[start:stop, channel, :resized_h, :resized_w],
             )
-        chunk = (chunk - mean_t) / std_t  # [t, 3, h', w']
-        out[start : start + chunk.shape[0], :, :resized_h, :resized_w] = chunk
     return out, geometry
 
 
@@ -106,11 +122,14 @@ def masks_to_canvas(masks: np.ndarray | torch.Tensor, geometry: ResizeGeometry) 
         )
     resized_h, resized_w = geometry.resized_size
     canvas = geometry.canvas
-    values = tensor.to(torch.float32).unsqueeze(1)  # [T, 1, H, W]
+    values = tensor.view(torch.uint8)  # resize as bytes; float only at canvas size
     if (resized_h, resized_w) != geometry.orig_size:
-        values = F.interpolate(values, size=(resized_h, resized_w), mode="nearest-exact")
-    values = F.pad(values, (0, canvas - resized_w, 0, canvas - resized_h))  # [T, 1, S, S]
-    return values.squeeze(1)
+        values = F.interpolate(values.unsqueeze(1), size=(resized_h, resized_w), mode="nearest-exact")
+        values = values.squeeze(1)
+    out = torch.empty(tensor.shape[0], canvas, canvas, dtype=torch.float32, device=tensor.device)
+    _zero_padding(out, resized_h, resized_w)
+    out[:, :resized_h, :resized_w].copy_(values)
+    return out
 
 
 def logits_to_frames(logits: torch.Tensor, geometry: ResizeGeometry) -> torch.Tensor:
@@ -130,8 +149,19 @@ def logits_to_frames(logits: torch.Tensor, geometry: ResizeGeometry) -> torch.Te
     canvas = geometry.canvas
     resized_h, resized_w = geometry.resized_size
     values = logits.unsqueeze(1)  # [T, 1, h, w]
-    if values.shape[-1] != canvas:
-        values = F.interpolate(values, size=(canvas, canvas), mode="bilinear", align_corners=False)
+    low = values.shape[-1]
+    if low != canvas:
+        if canvas % low == 0:
+            # Upsample only the rows/columns the crop keeps: same scale (low / canvas) and source
+            # pixels as upsampling all of it, so the kept values are identical.
+            factor = canvas // low
+            rows = min(low, -(-resized_h // factor) + 1)
+            cols = min(low, -(-resized_w // factor) + 1)
+            values = F.interpolate(
+                values[..., :rows, :cols], scale_factor=float(factor), mode="bilinear", align_corners=False
+            )
+        else:
+            values = F.interpolate(values, size=(canvas, canvas), mode="bilinear", align_corners=False)
     values = values[..., :resized_h, :resized_w]  # [T, 1, h', w']
     if (resized_h, resized_w) != geometry.orig_size:
         values = F.interpolate(values, size=geometry.orig_size, mode="bilinear", align_corners=False)
@@ -161,6 +191,12 @@ def _frames_as_array(frames: np.ndarray | Sequence[Image.Image]) -> np.ndarray:
     raise TypeError(
         f"frames must be a [T, H, W, 3] uint8 numpy array or a list of PIL images, got {type(frames)}"
     )
+
+
+def _zero_padding(canvas: torch.Tensor, height: int, width: int) -> None:
+    """Zero the part of ``[..., S, S]`` outside the top-left ``height`` x ``width`` content."""
+    canvas[..., height:, :].zero_()
+    canvas[..., :height, width:].zero_()
 
 
 def _channel_constants(values: Sequence[float], name: str) -> torch.Tensor:
