@@ -1,0 +1,220 @@
+"""GroundMoRe evaluation with the official protocol (made exact where the released script is not).
+
+Protocol (reference/metrics-and-formats.md §2, §4.4, §5):
+* frames of ``<video_dir>/images`` sorted numerically (the released script's unsorted listing is a bug);
+* 20 frames ``np.linspace(0, N - 1, 20).astype(int)`` over the whole clip;
+* ground truth = union of the question's objects (``obj_id`` "3" or "1, 2") in the palette mask PNG of
+  the same frame, forced empty outside the action span and where no mask PNG exists;
+* span (inclusive) = ``[(start - clip_start) * 6, (end - clip_start) * 6 - 1]``, clip start from the
+  ``_MMSS_MMSS`` tail of the video id;
+* J, F averaged over the 20 frames, then over questions per ``q_type`` and overall; JF = (J + F) / 2.
+Videos are looked up under ``annotations/``, ``groundmore_videos/`` or the data root itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from mora.constants import GROUNDMORE_FPS, GROUNDMORE_NUM_EVAL_FRAMES, GROUNDMORE_Q_TYPES
+from mora.evaluation.inference import InferenceItem
+from mora.evaluation.runner import EvaluationError, RunOptions, ensure_file, evaluate_benchmark
+from mora.evaluation.scoring import ScoreJob
+from mora.utils.io import UnsafePathError, safe_join
+from mora.utils.logging import get_logger
+
+logger = get_logger("evaluation")
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+VIDEO_SUBDIRS = ("annotations", "groundmore_videos", "")
+_DIGITS = re.compile(r"\d+")
+_CLIP_TAIL = re.compile(r"_(\d{2})(\d{2})_(\d{2})(\d{2})$")
+
+
+def numeric_key(stem: str) -> tuple[int, str]:
+    """Sort key: the last run of digits as an integer (``frame_000123``, ``0000123``), then the name."""
+    runs = _DIGITS.findall(stem)
+    return (int(runs[-1]) if runs else -1, stem)
+
+
+def sorted_frames(folder: Path) -> list[Path]:
+    """Image files of ``folder`` in numeric frame order."""
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
+    return sorted(files, key=lambda p: numeric_key(p.stem))
+
+
+def sample_indices(num_frames: int, num_samples: int = GROUNDMORE_NUM_EVAL_FRAMES) -> list[int]:
+    """The official ``np.linspace(0, N - 1, 20).astype(int)`` (repeats frames of clips shorter than 20)."""
+    return np.linspace(0, num_frames - 1, num_samples).astype(int).tolist()
+
+
+def seconds(mmss: str) -> int:
+    parts = [int(p) for p in str(mmss).strip().split(":")]
+    if not 2 <= len(parts) <= 3:
+        raise ValueError(f"time {mmss!r} is not MM:SS")
+    total = 0
+    for p in parts:
+        total = total * 60 + p
+    return total
+
+
+def action_span(
+    video_id: str, action_start: str, action_end: str, fps: int = GROUNDMORE_FPS
+) -> tuple[int, int]:
+    """Inclusive frame span of the action in the clip, as GroundMoRe's evaluator computes it."""
+    match = _CLIP_TAIL.search(video_id)
+    if not match:
+        raise ValueError(f"video id {video_id!r} does not end in _MMSS_MMSS")
+    clip_start = int(match.group(1)) * 60 + int(match.group(2))
+    return (seconds(action_start) - clip_start) * fps, (seconds(action_end) - clip_start) * fps - 1
+
+
+def object_ids(value: Any) -> list[int]:
+    """``"3"``, ``"1, 2"``, ``3`` or ``[1, 2]`` -> ``[3]`` / ``[1, 2]``."""
+    if isinstance(value, list):
+        return [int(v) for v in value]
+    return [int(p) for p in str(value).replace(",", " ").split()]
+
+
+@dataclass
+class PaletteGroundTruth:
+    """Union of ``obj_ids`` in palette PNGs (pixel = object id); ``None`` paths are empty frames."""
+
+    mask_paths: list[str | None]
+    obj_ids: list[int]
+    size: tuple[int, int]
+
+    def load(self) -> np.ndarray:
+        out = np.zeros((len(self.mask_paths), *self.size), dtype=bool)
+        for i, path in enumerate(self.mask_paths):
+            if path is None:
+                continue
+            with Image.open(path) as img:
+                labels = np.asarray(img)
+            if labels.ndim != 2 or labels.shape != self.size:
+                raise EvaluationError(
+                    f"{path}: expected a {self.size[1]}x{self.size[0]} palette/grayscale mask"
+                )
+            out[i] = np.isin(labels, self.obj_ids)
+        return out
+
+
+def find_video_dir(root: Path, video_id: str) -> Path | None:
+    for sub in VIDEO_SUBDIRS:
+        try:
+            vdir = safe_join(root, Path(sub) / video_id)
+        except UnsafePathError as exc:
+            raise EvaluationError(str(exc)) from exc
+        if (vdir / "images").is_dir():
+            return vdir
+    return None
+
+
+def build_groundmore(
+    root: str | os.PathLike, meta: str | os.PathLike
+) -> tuple[list[ScoreJob], list[InferenceItem]]:
+    """Score jobs and inference items of every question in ``meta`` with frames under ``root``."""
+    root = Path(root)
+    meta_path = ensure_file(
+        meta if Path(meta).is_absolute() or Path(meta).exists() else root / meta, "meta file"
+    )
+    try:
+        videos = json.loads(meta_path.read_text())["videos"]
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise EvaluationError(f"{meta_path}: not a GroundMoRe meta file ({exc})") from exc
+    jobs: list[ScoreJob] = []
+    items: list[InferenceItem] = []
+    skipped = 0
+    for video_id, entry in videos.items():
+        vdir = find_video_dir(root, video_id)
+        if vdir is None:
+            skipped += len(entry.get("questions", {}))
+            logger.warning(
+                "%s: no frames folder for video %s; its questions are skipped", meta_path, video_id
+            )
+            continue
+        frames = sorted_frames(vdir / "images")
+        if not frames:
+            raise EvaluationError(f"{vdir / 'images'} holds no frames")
+        idx = sample_indices(len(frames))
+        stems = [frames[i].stem for i in idx]
+        masks_by_key = {}
+        if (vdir / "masks").is_dir():
+            masks_by_key = {numeric_key(p.stem)[0]: p for p in (vdir / "masks").glob("*.png")}
+        with Image.open(frames[0]) as img:
+            size = (img.height, img.width)
+        for qid, q in entry["questions"].items():
+            try:
+                span = action_span(video_id, q["action_start"], q["action_end"])
+                ids = object_ids(q["obj_id"])
+            except (KeyError, ValueError) as exc:
+                raise EvaluationError(f"{meta_path}: video {video_id} question {qid}: {exc}") from exc
+            paths = []
+            for i, stem in zip(idx, stems):
+                path = masks_by_key.get(numeric_key(stem)[0]) if span[0] <= i <= span[1] else None
+                paths.append(None if path is None else str(path))
+            jobs.append(
+                ScoreJob(
+                    video_id=video_id,
+                    question_id=str(qid),
+                    category=q.get("q_type"),
+                    frame_stems=stems,
+                    gt=PaletteGroundTruth(paths, ids, size),
+                    frame_indices=idx,
+                    gt_span=(max(0, span[0]), min(len(frames) - 1, span[1])),
+                    frame_paths=[str(frames[i]) for i in idx],
+                )
+            )
+            items.append(
+                InferenceItem(video_id, str(qid), str(q["question"]), [frames[i] for i in idx], stems, idx)
+            )
+    if skipped:
+        logger.warning("%d questions skipped (videos without frames)", skipped)
+    return jobs, items
+
+
+def evaluate(
+    data_root: str | os.PathLike,
+    meta: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    pred_dir: str | os.PathLike | None = None,
+    model: Any = None,
+    num_workers: int = 1,
+    strict: bool = False,
+    num_chunks: int = 1,
+    chunk_idx: int = 0,
+    visualize: int = 0,
+) -> dict[str, Any] | None:
+    """Evaluate on GroundMoRe; returns the ``scores.json`` dict (None for an unfinished inference chunk).
+
+    With ``model`` (a model object or a checkpoint path / Hub id) predictions are written first to
+    ``pred_dir`` (default ``out/predictions``), skipping questions already present; without it,
+    ``pred_dir`` is scored as is.
+    """
+    if model is None and pred_dir is None:
+        raise EvaluationError("give a model (--model) or a prediction folder (--pred-dir)")
+    jobs, items = build_groundmore(data_root, meta)
+    opts = RunOptions(
+        out=Path(out),
+        pred_dir=None if pred_dir is None else Path(pred_dir),
+        model=model,
+        num_workers=num_workers,
+        strict=strict,
+        num_chunks=num_chunks,
+        chunk_idx=chunk_idx,
+        visualize=visualize,
+    )
+    scores, table = evaluate_benchmark(
+        jobs, items, opts, title=f"GroundMoRe ({Path(meta).name})", category_order=GROUNDMORE_Q_TYPES
+    )
+    if scores is not None:
+        logger.info("GroundMoRe scores written to %s", Path(out) / "scores.json")
+    return scores

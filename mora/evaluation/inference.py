@@ -1,0 +1,108 @@
+"""Run a model over benchmark questions and write prediction folders (resumable, chunkable).
+
+The model is anything with ``predict(frames [T, H, W, 3] uint8, question) -> Prediction``
+(``mora.load_model`` returns one). A question whose folder already exists is skipped, so an
+interrupted run resumes where it stopped; ``num_chunks`` / ``chunk_idx`` split the questions into
+contiguous parts, one per process or GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from mora.evaluation.predictions import is_complete, write_question
+from mora.utils.logging import get_logger
+
+logger = get_logger("evaluation")
+
+
+@dataclass
+class InferenceItem:
+    """One question to run.
+
+    Attributes:
+        frame_paths: image files given to the model, in order.
+        frame_stems: PNG names written for them (``<stem>.png``).
+        frame_indices: index of each given frame in the clip's full frame list (span conversion).
+    """
+
+    video_id: str
+    question_id: str
+    question: str
+    frame_paths: list[Path]
+    frame_stems: list[str]
+    frame_indices: list[int]
+
+
+def read_frames(paths: Sequence[Path]) -> np.ndarray:
+    """Image files -> ``uint8 [T, H, W, 3]``."""
+    frames = []
+    for p in paths:
+        with Image.open(p) as img:
+            frames.append(np.asarray(img.convert("RGB")))
+    return np.stack(frames)
+
+
+def chunk(items: Sequence[Any], num_chunks: int, chunk_idx: int) -> list[Any]:
+    """Contiguous part ``chunk_idx`` of ``num_chunks`` (sizes differ by at most one)."""
+    if num_chunks < 1 or not 0 <= chunk_idx < num_chunks:
+        raise ValueError(f"--chunk-idx must be in [0, {num_chunks}); got {chunk_idx}")
+    bounds = np.linspace(0, len(items), num_chunks + 1).astype(int)
+    return list(items[bounds[chunk_idx] : bounds[chunk_idx + 1]])
+
+
+def predict_item(model: Any, item: InferenceItem, pred_dir: str | os.PathLike) -> None:
+    """Run one question and write its prediction folder (masks + span / text / frame scores)."""
+    frames = read_frames(item.frame_paths)
+    pred = model.predict(frames, item.question)
+    masks = np.asarray(pred.masks).astype(bool)
+    if masks.shape != frames.shape[:3]:
+        raise ValueError(
+            f"model returned masks {masks.shape} for frames {frames.shape[:3]} ({item.video_id}/{item.question_id})"
+        )
+    span = None
+    if pred.span is not None:
+        span = [item.frame_indices[int(pred.span[0])], item.frame_indices[int(pred.span[1])]]
+    info = {
+        "span": span,
+        "span_sampled": None if pred.span is None else [int(pred.span[0]), int(pred.span[1])],
+        "text": pred.text,
+        "frame_scores": [None if np.isnan(s) else float(s) for s in np.asarray(pred.frame_scores, float)],
+        "frames": item.frame_stems,
+        "frame_indices": item.frame_indices,
+    }
+    write_question(pred_dir, item.video_id, item.question_id, item.frame_stems, masks, info)
+
+
+def run_inference(
+    model: Any,
+    items: Sequence[InferenceItem],
+    pred_dir: str | os.PathLike,
+    *,
+    num_chunks: int = 1,
+    chunk_idx: int = 0,
+) -> dict[str, int]:
+    """Predict every not-yet-written question of this chunk; returns ``{"done", "skipped"}`` counts."""
+    mine = chunk(items, num_chunks, chunk_idx)
+    done = skipped = 0
+    for i, item in enumerate(mine):
+        if is_complete(pred_dir, item.video_id, item.question_id):
+            skipped += 1
+            continue
+        predict_item(model, item, pred_dir)
+        done += 1
+        if (i + 1) % 50 == 0:
+            logger.info("predicted %d / %d questions of chunk %d", i + 1, len(mine), chunk_idx)
+    logger.info("chunk %d/%d: %d predicted, %d already present", chunk_idx, num_chunks, done, skipped)
+    return {"done": done, "skipped": skipped}
+
+
+def all_complete(items: Sequence[InferenceItem], pred_dir: str | os.PathLike) -> bool:
+    return all(is_complete(pred_dir, it.video_id, it.question_id) for it in items)
