@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
             num_chunks=opts.num_chunks,
             chunk_idx=opts.chunk_idx,
             visualize=opts.visualize,
+            predict_kwargs=opts.predict_kwargs,
         )
         if scores is None:
             return (

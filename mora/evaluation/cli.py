@@ -34,6 +34,27 @@ def add_common_args(parser: argparse.ArgumentParser, *, out_required: bool = Tru
     parser.add_argument("--num-chunks", type=int, default=1, help="split inference into this many parts")
     parser.add_argument("--chunk-idx", type=int, default=0, help="which inference part this process runs")
     parser.add_argument("--visualize", type=int, default=0, metavar="K", help="overlay strips of the K worst")
+    parser.add_argument(
+        "--no-gate",
+        action="store_true",
+        help="--model mode: keep masks outside the predicted span ([LOC] ablation)",
+    )
+    parser.add_argument(
+        "--predict-mode",
+        choices=("generate", "template"),
+        default="generate",
+        help="--model mode: generate the answer, or teacher-force the answer template",
+    )
+
+
+def predict_kwargs_from_args(args: argparse.Namespace) -> dict:
+    """Only the options the user changed, so any ``predict(frames, question)`` model keeps working."""
+    kwargs: dict = {}
+    if args.no_gate:
+        kwargs["gate"] = False
+    if args.predict_mode != "generate":
+        kwargs["mode"] = args.predict_mode
+    return kwargs
 
 
 def options_from_args(args: argparse.Namespace, pred_dir: Path | None = None) -> RunOptions:
@@ -54,6 +75,7 @@ def options_from_args(args: argparse.Namespace, pred_dir: Path | None = None) ->
         num_chunks=args.num_chunks,
         chunk_idx=args.chunk_idx,
         visualize=args.visualize,
+        predict_kwargs=predict_kwargs_from_args(args),
     )
 
 

@@ -192,6 +192,7 @@ def evaluate(
     num_chunks: int = 1,
     chunk_idx: int = 0,
     visualize: int = 0,
+    predict_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
     """Evaluate on GroundMoRe; returns the ``scores.json`` dict (None for an unfinished inference chunk).
 
@@ -211,6 +212,7 @@ def evaluate(
         num_chunks=num_chunks,
         chunk_idx=chunk_idx,
         visualize=visualize,
+        predict_kwargs=dict(predict_kwargs or {}),
     )
     scores, table = evaluate_benchmark(
         jobs, items, opts, title=f"GroundMoRe ({Path(meta).name})", category_order=GROUNDMORE_Q_TYPES

@@ -58,10 +58,18 @@ def chunk(items: Sequence[Any], num_chunks: int, chunk_idx: int) -> list[Any]:
     return list(items[bounds[chunk_idx] : bounds[chunk_idx + 1]])
 
 
-def predict_item(model: Any, item: InferenceItem, pred_dir: str | os.PathLike) -> None:
-    """Run one question and write its prediction folder (masks + span / text / frame scores)."""
+def predict_item(
+    model: Any,
+    item: InferenceItem,
+    pred_dir: str | os.PathLike,
+    predict_kwargs: dict[str, Any] | None = None,
+) -> None:
+    """Run one question and write its prediction folder (masks + span / text / frame scores).
+
+    ``predict_kwargs`` go to ``model.predict`` (e.g. ``gate=False`` for ungated masks).
+    """
     frames = read_frames(item.frame_paths)
-    pred = model.predict(frames, item.question)
+    pred = model.predict(frames, item.question, **(predict_kwargs or {}))
     masks = np.asarray(pred.masks).astype(bool)
     if masks.shape != frames.shape[:3]:
         raise ValueError(
@@ -88,6 +96,7 @@ def run_inference(
     *,
     num_chunks: int = 1,
     chunk_idx: int = 0,
+    predict_kwargs: dict[str, Any] | None = None,
 ) -> dict[str, int]:
     """Predict every not-yet-written question of this chunk; returns ``{"done", "skipped"}`` counts."""
     mine = chunk(items, num_chunks, chunk_idx)
@@ -96,7 +105,7 @@ def run_inference(
         if is_complete(pred_dir, item.video_id, item.question_id):
             skipped += 1
             continue
-        predict_item(model, item, pred_dir)
+        predict_item(model, item, pred_dir, predict_kwargs)
         done += 1
         if (i + 1) % 50 == 0:
             logger.info("predicted %d / %d questions of chunk %d", i + 1, len(mine), chunk_idx)

@@ -32,6 +32,7 @@ class RunOptions:
     num_chunks: int = 1
     chunk_idx: int = 0
     visualize: int = 0
+    predict_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to model.predict
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -51,7 +52,14 @@ def load_model_if_needed(model: Any) -> Any:
 def predict_all(items: Sequence[InferenceItem], opts: RunOptions) -> bool:
     """Inference for this chunk; True when every question of the benchmark now has a prediction."""
     model = load_model_if_needed(opts.model)
-    run_inference(model, items, opts.predictions, num_chunks=opts.num_chunks, chunk_idx=opts.chunk_idx)
+    run_inference(
+        model,
+        items,
+        opts.predictions,
+        num_chunks=opts.num_chunks,
+        chunk_idx=opts.chunk_idx,
+        predict_kwargs=opts.predict_kwargs,
+    )
     return all_complete(items, opts.predictions)
 
 
