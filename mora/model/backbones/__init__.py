@@ -1,1 +1,28 @@
-"""mora.model.backbones"""
+"""Backbone adapters: family-specific glue around transformers VLMs."""
+
+from __future__ import annotations
+
+from transformers import PreTrainedModel
+
+from mora.model.backbones.base import BackboneAdapter, VisualFeatures
+from mora.model.backbones.llava import LlavaAdapter
+from mora.model.backbones.qwen2_5_vl import Qwen25VLAdapter
+
+_ADAPTERS = {"llava": LlavaAdapter, "qwen2_5_vl": Qwen25VLAdapter}
+
+
+def build_vlm(vlm_config) -> PreTrainedModel:
+    """The transformers VLM for a backbone config (random weights; load weights afterwards)."""
+    from transformers import LlavaForConditionalGeneration, Qwen2_5_VLForConditionalGeneration
+
+    classes = {"llava": LlavaForConditionalGeneration, "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration}
+    return classes[vlm_config.model_type](vlm_config)
+
+
+def build_adapter(family: str, vlm: PreTrainedModel, image_size: int) -> BackboneAdapter:
+    if family not in _ADAPTERS:
+        raise ValueError(f"unknown backbone family {family!r}; expected one of {sorted(_ADAPTERS)}")
+    return _ADAPTERS[family](vlm, image_size)
+
+
+__all__ = ["BackboneAdapter", "VisualFeatures", "build_adapter", "build_vlm"]

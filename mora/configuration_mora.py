@@ -1,0 +1,177 @@
+"""`MoRAConfig`: the one configuration of a MoRA model, saved as ``config.json`` with every checkpoint.
+
+It composes two transformers configs, validated on creation:
+
+* ``vlm_config``: the backbone (``LlavaConfig`` for the LLaVA/LISA family, ``Qwen2_5_VLConfig`` for the
+  Qwen2.5-VL family);
+* ``mask_engine_config``: the mask engine (``Sam2Config`` family -> SAM2 engine, ``SamConfig`` -> SAM v1).
+
+Everything MoRA adds on top lives in flat fields below: special-token ids (read from the tokenizer by the
+processor, never hard-coded), motion tokens, the ``[SEG]`` projector and ``[LOC]`` temporal head, loss
+weights and inference settings.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from transformers import AutoConfig, PretrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+
+BACKBONE_FAMILIES = ("llava", "qwen2_5_vl")
+# backbone family -> the transformers model_type its vlm_config must have
+_FAMILY_MODEL_TYPE = {"llava": "llava", "qwen2_5_vl": "qwen2_5_vl"}
+MASK_ENGINE_MODEL_TYPES = ("sam2", "sam2_video", "sam")
+PROPAGATION_MODES = ("memory", "per_frame")
+RESIZE_MODES = ("squash", "longest_pad")
+
+
+class MoRAConfig(PretrainedConfig):
+    """Configuration of `MoRAForVideoGrounding`.
+
+    Args:
+        vlm_config: backbone config (dict or ``PretrainedConfig``); its ``model_type`` must match
+            ``backbone_family``.
+        mask_engine_config: ``Sam2Config``/``Sam2VideoConfig`` or ``SamConfig`` (dict or object).
+        backbone_family: ``"llava"`` or ``"qwen2_5_vl"``.
+        seg_token_id, loc_token_id: ids of ``[SEG]``/``[LOC]`` in the tokenizer (set by the processor).
+        video_token_id: placeholder id expanded to the visual tokens of the video.
+        motion_token_id: placeholder id expanded to the motion tokens.
+        num_frames: frames the language model sees (sampled uniformly from the frames given).
+        use_motion_tokens: feed inter-frame difference tokens to the language model and temporal head.
+        motion_grid: g; each frame difference is pooled to a g x g grid (g*g tokens per difference).
+        frame_prompts: add a per-frame prompt token (the ``[SEG]`` state's attention readout over the
+            frame's visual + motion tokens) beside the ``[SEG]`` projection.
+        seg_hidden_offset: 0 = the ``[SEG]`` token's own hidden state; -1 = the state before it (LISA).
+        loc_hidden_offset: the same for ``[LOC]``.
+        temporal_head_dim: width of the query/key projections of the temporal head.
+        backbone_image_size: side of the square frames fed to the vision tower.
+        backbone_resize_mode: ``"squash"`` (resize to a square) or ``"longest_pad"``.
+        backbone_image_mean, backbone_image_std: normalisation of backbone frames, 0..1 units.
+        chat_template: ``"vicuna_v1"`` (USER: ... ASSISTANT: ...) or ``"chatml"`` (Qwen).
+        ce_loss_weight, mask_bce_loss_weight, mask_dice_loss_weight, temporal_loss_weight: loss weights.
+        propagation: ``"memory"`` (SAM2 key-frame decode + memory propagation) or ``"per_frame"``.
+        span_threshold: in-span probability above which a frame counts as inside the motion span.
+        max_new_tokens: generation budget of ``predict(mode="generate")``.
+        lora: LoRA settings applied to the language model (dict of `LoraSettings`), or None. Stored so
+            that a checkpoint saved with LoRA layers reloads into the same module structure.
+    """
+
+    model_type: ClassVar[str] = "mora"
+    sub_configs_defaults: ClassVar[dict[str, SubConfigSpec]] = {
+        "vlm_config": SubConfigSpec(config_class=AutoConfig, model_type="llava"),
+        "mask_engine_config": SubConfigSpec(config_class=AutoConfig, model_type="sam2"),
+    }
+
+    vlm_config: dict | PretrainedConfig | None = None
+    mask_engine_config: dict | PretrainedConfig | None = None
+    backbone_family: str = "llava"
+    seg_token_id: int | None = None
+    loc_token_id: int | None = None
+    video_token_id: int | None = None
+    motion_token_id: int | None = None
+    pad_token_id: int | None = None
+    eos_token_id: int | None = None
+    num_frames: int = 8
+    use_motion_tokens: bool = True
+    motion_grid: int = 4
+    frame_prompts: bool = False
+    seg_hidden_offset: int = 0
+    loc_hidden_offset: int = 0
+    temporal_head_dim: int = 128
+    backbone_image_size: int = 224
+    backbone_resize_mode: str = "squash"
+    backbone_image_mean: tuple[float, float, float] | list[float] = (0.48145466, 0.4578275, 0.40821073)
+    backbone_image_std: tuple[float, float, float] | list[float] = (0.26862954, 0.26130258, 0.27577711)
+    chat_template: str = "vicuna_v1"
+    ce_loss_weight: float = 1.0
+    mask_bce_loss_weight: float = 2.0
+    mask_dice_loss_weight: float = 0.5
+    temporal_loss_weight: float = 1.0
+    propagation: str = "memory"
+    span_threshold: float = 0.5
+    max_new_tokens: int = 32
+    lora: dict | None = None
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        super().__post_init__(**kwargs)
+        self.backbone_image_mean = tuple(float(v) for v in self.backbone_image_mean)
+        self.backbone_image_std = tuple(float(v) for v in self.backbone_image_std)
+        self._validate()
+
+    def _validate(self) -> None:
+        if self.backbone_family not in BACKBONE_FAMILIES:
+            raise ValueError(
+                f"backbone_family must be one of {BACKBONE_FAMILIES}, got {self.backbone_family!r}"
+            )
+        expected = _FAMILY_MODEL_TYPE[self.backbone_family]
+        if self.vlm_config.model_type != expected:
+            raise ValueError(
+                f"backbone_family {self.backbone_family!r} needs a vlm_config of model_type {expected!r}, "
+                f"got {self.vlm_config.model_type!r}"
+            )
+        if self.mask_engine_config.model_type not in MASK_ENGINE_MODEL_TYPES:
+            raise ValueError(
+                f"mask_engine_config must be one of {MASK_ENGINE_MODEL_TYPES}, "
+                f"got model_type {self.mask_engine_config.model_type!r}"
+            )
+        if self.num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
+        if self.motion_grid < 1:
+            raise ValueError(f"motion_grid must be >= 1, got {self.motion_grid}")
+        if self.propagation not in PROPAGATION_MODES:
+            raise ValueError(f"propagation must be one of {PROPAGATION_MODES}, got {self.propagation!r}")
+        if self.backbone_resize_mode not in RESIZE_MODES:
+            raise ValueError(
+                f"backbone_resize_mode must be one of {RESIZE_MODES}, got {self.backbone_resize_mode!r}"
+            )
+        if self.chat_template not in ("vicuna_v1", "chatml"):
+            raise ValueError(f"chat_template must be 'vicuna_v1' or 'chatml', got {self.chat_template!r}")
+        if self.seg_hidden_offset not in (0, -1) or self.loc_hidden_offset not in (0, -1):
+            raise ValueError(
+                "seg_hidden_offset and loc_hidden_offset must be 0 or -1, got "
+                f"{self.seg_hidden_offset} and {self.loc_hidden_offset}"
+            )
+        if not 0.0 < self.span_threshold < 1.0:
+            raise ValueError(f"span_threshold must lie in (0, 1), got {self.span_threshold}")
+        for name in (
+            "ce_loss_weight",
+            "mask_bce_loss_weight",
+            "mask_dice_loss_weight",
+            "temporal_loss_weight",
+        ):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if len(self.backbone_image_mean) != 3 or len(self.backbone_image_std) != 3:
+            raise ValueError("backbone_image_mean and backbone_image_std need 3 values each")
+
+    @property
+    def text_config(self) -> PretrainedConfig:
+        """The language model's config inside the backbone."""
+        return self.vlm_config.text_config
+
+    @property
+    def hidden_size(self) -> int:
+        """D: the language model's hidden size."""
+        return self.vlm_config.text_config.hidden_size
+
+    @property
+    def mask_engine_kind(self) -> str:
+        """``"sam2"`` or ``"sam"``."""
+        return "sam" if self.mask_engine_config.model_type == "sam" else "sam2"
+
+    def require_token_ids(self) -> None:
+        """Raise when the special-token ids have not been set from a tokenizer."""
+        missing = [
+            name
+            for name in ("seg_token_id", "loc_token_id", "video_token_id", "motion_token_id")
+            if getattr(self, name) is None
+        ]
+        if missing:
+            raise ValueError(
+                f"MoRAConfig is missing token ids {missing}; build the processor first and copy its ids "
+                "with MoRAProcessor.apply_token_ids(config)"
+            )
+
+
+AutoConfig.register("mora", MoRAConfig)

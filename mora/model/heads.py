@@ -1,0 +1,124 @@
+"""The trainable heads MoRA adds to the backbone.
+
+* `MotionTokenizer`: features of the differences between consecutive frames, pooled to a g x g grid and
+  projected to the language-model width (the motion tokens).
+* `SegProjector`: ``[SEG]`` hidden state -> mask-engine prompt (LISA's ``text_hidden_fcs``).
+* `TemporalHead`: ``[LOC]`` hidden state -> one in-span logit per frame, for any number of frames.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class MotionTokenizer(nn.Module):
+    """Inter-frame difference tokens.
+
+    D_t = F_t - F_{t-1} on the vision grid, average-pooled to g x g, then a two-layer MLP to width D.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, grid: int) -> None:
+        super().__init__()
+        self.grid = grid
+        self.proj = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
+
+    def forward(self, grid_features: torch.Tensor) -> torch.Tensor:
+        """Motion tokens of consecutive frames.
+
+        Args:
+            grid_features: ``[B, T, h, w, d]`` per-frame features.
+
+        Returns:
+            ``[B, T - 1, g * g, D]`` (empty along dim 1 when T == 1).
+        """
+        B, T, h, w, d = grid_features.shape
+        diffs = grid_features[:, 1:] - grid_features[:, :-1]  # [B, T-1, h, w, d]
+        diffs = diffs.permute(0, 1, 4, 2, 3).reshape(B * (T - 1), d, h, w)  # [B*(T-1), d, h, w]
+        pooled = F.adaptive_avg_pool2d(diffs, self.grid)  # [B*(T-1), d, g, g]
+        pooled = pooled.flatten(2).transpose(1, 2)  # [B*(T-1), g*g, d]
+        tokens = self.proj(pooled.to(self.proj[0].weight.dtype))  # [B*(T-1), g*g, D]
+        return tokens.view(B, T - 1, self.grid * self.grid, -1)
+
+
+class SegProjector(nn.Sequential):
+    """``[..., D]`` -> ``[..., C]``: Linear(D, D), ReLU, Linear(D, C), Dropout(0) as LISA."""
+
+    def __init__(self, hidden_size: int, prompt_dim: int) -> None:
+        super().__init__(
+            nn.Linear(hidden_size, hidden_size),
+            nn.ReLU(inplace=False),
+            nn.Linear(hidden_size, prompt_dim),
+            nn.Dropout(0.0),
+        )
+
+
+class TemporalHead(nn.Module):
+    """Per-frame in-span logits from the ``[LOC]`` hidden state.
+
+    logit_t = max_i <q, k_{t,i}> / sqrt(dim) + bias, with q an MLP of the ``[LOC]`` state and k_{t,i} a
+    linear map of frame t's tokens (its visual tokens and the motion tokens into and out of it).
+    """
+
+    def __init__(self, hidden_size: int, dim: int) -> None:
+        super().__init__()
+        self.query = nn.Sequential(
+            nn.Linear(hidden_size, hidden_size), nn.ReLU(), nn.Linear(hidden_size, dim)
+        )
+        self.key = nn.Linear(hidden_size, dim)
+        self.bias = nn.Parameter(torch.zeros(1))
+        self.scale = 1.0 / math.sqrt(dim)
+
+    def forward(self, loc_hidden: torch.Tensor, frame_tokens: torch.Tensor) -> torch.Tensor:
+        """Args: loc_hidden ``[B, D]``; frame_tokens ``[B, T, n, D]``. Returns span logits ``[B, T]``."""
+        q = self.query(loc_hidden)  # [B, dim]
+        k = self.key(frame_tokens.to(q.dtype))  # [B, T, n, dim]
+        scores = torch.einsum("bd,btnd->btn", q, k) * self.scale  # [B, T, n]
+        return scores.amax(dim=-1) + self.bias  # [B, T]
+
+
+class FramePromptReader(nn.Module):
+    """A per-frame prompt token: the ``[SEG]`` state attends over one frame's tokens.
+
+    The readout (a softmax-weighted sum of the frame's visual and motion tokens, projected to the prompt
+    width C) tells the mask decoder what the referred object looks like and where it moves in that frame;
+    it is added as a second sparse prompt beside the ``[SEG]`` projection.
+    """
+
+    def __init__(self, hidden_size: int, dim: int, prompt_dim: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(hidden_size, dim)
+        self.key = nn.Linear(hidden_size, dim)
+        self.value = nn.Linear(hidden_size, prompt_dim)
+        self.scale = 1.0 / math.sqrt(dim)
+
+    def forward(self, seg_hidden: torch.Tensor, frame_tokens: torch.Tensor) -> torch.Tensor:
+        """Args: seg_hidden ``[B, D]``; frame_tokens ``[B, T, n, D]``. Returns ``[B, T, C]``."""
+        q = self.query(seg_hidden)  # [B, dim]
+        tokens = frame_tokens.to(q.dtype)
+        weights = (torch.einsum("bd,btnd->btn", q, self.key(tokens)) * self.scale).softmax(
+            dim=-1
+        )  # [B, T, n]
+        return torch.einsum("btn,btnc->btc", weights, self.value(tokens))  # [B, T, C]
+
+
+def temporal_frame_tokens(visual_tokens: torch.Tensor, motion_tokens: torch.Tensor | None) -> torch.Tensor:
+    """Keys of the temporal head for every frame.
+
+    Args:
+        visual_tokens: ``[B, T, n, D]`` projected per-frame tokens.
+        motion_tokens: ``[B, T - 1, m, D]`` motion tokens of consecutive frames, or None.
+
+    Returns:
+        ``[B, T, n + 2m, D]``: frame t's visual tokens, the motion into t (from t-1) and out of t (to t+1);
+        missing neighbours (t = 0, t = T-1) are zeros.
+    """
+    if motion_tokens is None:
+        return visual_tokens
+    zero = motion_tokens.new_zeros(motion_tokens[:, :1].shape)  # [B, 1, m, D]
+    into = torch.cat([zero, motion_tokens], dim=1)  # [B, T, m, D]
+    out_of = torch.cat([motion_tokens, zero], dim=1)  # [B, T, m, D]
+    return torch.cat([visual_tokens, into.to(visual_tokens.dtype), out_of.to(visual_tokens.dtype)], dim=2)

@@ -1,0 +1,164 @@
+"""`predict`: one video + question -> `Prediction` (masks, span, frame scores, text).
+
+mode="generate": greedy decoding with a KV cache; the ``[SEG]``/``[LOC]`` hidden states are read from
+the generated sequence (no ``[SEG]`` -> empty masks and a warning). mode="template": the canonical answer
+(``constants.ANSWER_WITH_SPAN``) is teacher-forced in one forward pass.
+Masks: with SAM2 and propagation="memory", the prompt is decoded on the key frame (highest in-span
+probability) and propagated to all frames by memory; "per_frame" decodes every frame with the prompt.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mora.constants import ANSWER_WITH_SPAN
+from mora.model.prediction import Prediction
+from mora.processing.image_ops import logits_to_frames
+from mora.utils.logging import get_logger
+
+logger = get_logger("inference")
+PREDICT_MODES = ("generate", "template")
+DECODE_CHUNK = 8  # frames encoded + decoded by the mask engine at a time in per-frame mode
+
+
+@torch.inference_mode()
+def predict(model, frames, question: str, *, gate: bool = True, mode: str = "generate", propagation=None):
+    """Grounded answer for one clip.
+
+    Args:
+        model: a `MoRAForVideoGrounding` with ``model.processor`` attached.
+        frames: ``[T, H, W, 3]`` uint8 array or a list of T PIL images.
+        question: the question about the video.
+        gate: empty the masks of frames outside the predicted span.
+        mode: ``"generate"`` or ``"template"``.
+        propagation: ``"memory"`` or ``"per_frame"`` (default: ``model.config.propagation``).
+
+    Returns:
+        `Prediction` with masks ``[T, H, W]`` bool, span, frame_scores ``[T]`` and text.
+    """
+    if mode not in PREDICT_MODES:
+        raise ValueError(f"mode must be one of {PREDICT_MODES}, got {mode!r}")
+    propagation = propagation or model.config.propagation
+    if propagation not in ("memory", "per_frame"):
+        raise ValueError(f"propagation must be 'memory' or 'per_frame', got {propagation!r}")
+    processor = model.processor
+    if processor is None:
+        raise ValueError("model.processor is not set; load the model with from_pretrained or attach one")
+    pixel_values, mask_pixel_values, geometry = processor.prepare_frames(frames)
+    T = pixel_values.shape[0]
+    answer = ANSWER_WITH_SPAN if mode == "template" else None
+    ids, _ = processor.encode_sample(question, answer, T)
+    input_ids = torch.tensor([ids], device=model.device)
+    pixel_values = pixel_values.unsqueeze(0).to(model.device, model.dtype)  # [1, T, 3, h, w]
+    features, motion, llm_idx = model.encode_video(pixel_values)
+    embeds = model.build_inputs_embeds(input_ids, pixel_values, features, llm_idx)
+    if mode == "template":
+        mask = torch.ones_like(input_ids)
+        hidden = model.language_model_hidden(embeds, input_ids, mask, len(llm_idx))
+        sequence, answer_start = input_ids, len(processor.encode_sample(question, None, T)[0])
+    else:
+        sequence, hidden = greedy_generate(model, input_ids, embeds, len(llm_idx))
+        answer_start = input_ids.shape[1]
+    text = processor.decode(sequence[0, answer_start:].tolist())
+    return _ground(
+        model, sequence, hidden, features, motion, mask_pixel_values, geometry, text, gate, propagation
+    )
+
+
+def greedy_generate(
+    model, input_ids: torch.Tensor, embeds: torch.Tensor, num_llm_frames: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Greedy decoding (B = 1) with a KV cache.
+
+    Returns:
+        the full sequence ``[1, L + G]`` (prompt + generated ids) and the last hidden states of every
+        position ``[1, L + G, D]`` (a generated token's own state is computed when it is fed back; a
+        final eos is not fed back, so then the states stop one position short).
+    """
+    cfg = model.config
+    adapter = model.adapter
+    mask = torch.ones_like(input_ids)
+    position_ids = adapter.position_ids(input_ids, mask, num_llm_frames)
+    out = adapter.language_model(
+        inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=True
+    )
+    cache, states, tokens = out.past_key_values, [out.last_hidden_state], []
+    for step in range(cfg.max_new_tokens):
+        next_id = adapter.lm_head(states[-1][:, -1]).argmax(dim=-1)  # [1]
+        tokens.append(int(next_id))
+        if int(next_id) == cfg.eos_token_id:
+            break
+        mask = torch.cat([mask, mask.new_ones(1, 1)], dim=1)
+        out = adapter.language_model(
+            inputs_embeds=adapter.embed_tokens(next_id.view(1, 1)),
+            attention_mask=mask,
+            position_ids=adapter.next_position_ids(position_ids, step),
+            past_key_values=cache,
+            use_cache=True,
+        )
+        cache = out.past_key_values
+        states.append(out.last_hidden_state)
+    generated = torch.tensor([tokens], dtype=input_ids.dtype, device=input_ids.device)
+    sequence = torch.cat([input_ids, generated], dim=1)
+    hidden = torch.cat(states, dim=1)  # [1, L + G, D], or L + G - 1 when the final eos was not fed back
+    return sequence, hidden
+
+
+def _ground(model, sequence, hidden, features, motion, mask_pixel_values, geometry, text, gate, propagation):
+    """Masks, span and scores from the ``[SEG]``/``[LOC]`` states of ``sequence``."""
+    cfg = model.config
+    T = mask_pixel_values.shape[0]
+    H, W = geometry.orig_size
+    seg_ids, loc_ids = _single(sequence, cfg.seg_token_id), _single(sequence, cfg.loc_token_id)
+    scores = np.full(T, np.nan, dtype=np.float32)
+    span = None
+    located = loc_ids is not None and _state_available(hidden, loc_ids + cfg.loc_hidden_offset)
+    if located:
+        loc_state = hidden[:, loc_ids + cfg.loc_hidden_offset]  # [1, D]
+        probs = model.span_logits_from(loc_state, features, motion).sigmoid()[0]  # [T]
+        scores = probs.float().cpu().numpy()
+        span = _span(scores, cfg.span_threshold)
+    else:
+        logger.warning("no [LOC] token in the answer %r: the span is unknown and masks are not gated", text)
+    if seg_ids is None or not _state_available(hidden, seg_ids + cfg.seg_hidden_offset):
+        logger.warning("no [SEG] token in the answer %r: returning empty masks", text)
+        return Prediction(np.zeros((T, H, W), dtype=bool), None, scores, text)
+    if gate and located and span is None:  # [LOC] says no frame is inside the motion span
+        return Prediction(np.zeros((T, H, W), dtype=bool), None, scores, text)
+    seg_state = hidden[:, seg_ids + cfg.seg_hidden_offset]  # [1, D]
+    prompts = model.frame_prompts(seg_state, features, motion)[0]  # [T, P, C]
+    frames = list(range(T)) if not (gate and span is not None) else list(range(span[0], span[1] + 1))
+    logits = torch.full((T, *mask_pixel_values.shape[-2:]), -1.0, device=model.device)  # [T, S, S]
+    pix = mask_pixel_values.to(model.device)
+    if propagation == "memory" and model.config.mask_engine_kind == "sam2":
+        key = int(frames[int(np.nanargmax(scores[frames]))]) if not np.isnan(scores).all() else frames[0]
+        logits = model.mask_engine.propagate(pix, prompts[key], key_frames=[key])
+    else:
+        for start in range(0, len(frames), DECODE_CHUNK):  # bounded memory on long clips
+            chunk = frames[start : start + DECODE_CHUNK]
+            logits[chunk] = model.mask_engine.decode(model.engine_features(pix[chunk]), prompts[chunk])
+    masks = (logits_to_frames(logits.float(), geometry) > 0).cpu().numpy()  # [T, H, W]
+    if gate and span is not None:
+        outside = np.ones(T, dtype=bool)
+        outside[span[0] : span[1] + 1] = False
+        masks[outside] = False
+    return Prediction(masks, span, scores, text)
+
+
+def _single(sequence: torch.Tensor, token_id: int) -> int | None:
+    """Position of the first ``token_id`` in ``sequence [1, L]`` (None if absent)."""
+    hits = torch.nonzero(sequence[0] == token_id)
+    return int(hits[0]) if len(hits) else None
+
+
+def _state_available(hidden: torch.Tensor, pos: int) -> bool:
+    return 0 <= pos < hidden.shape[1]
+
+
+def _span(scores: np.ndarray, threshold: float) -> tuple[int, int] | None:
+    """Inclusive (first, last) of the frames whose in-span probability exceeds ``threshold``."""
+    inside = np.nonzero(scores > threshold)[0]
+    if len(inside) == 0:
+        return None
+    return int(inside[0]), int(inside[-1])

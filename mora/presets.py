@@ -1,0 +1,252 @@
+"""Model presets as functions returning a validated `MoRAConfig`.
+
+* ``tiny(backbone, mask_engine)``: seconds on CPU (tests, the learning benchmark, ``bash run.sh``).
+* ``small()``: a mid-size random model for step-time benchmarks.
+* ``lisa_7b_sam_vit_h()``: the paper's setting: LISA-7B (Llama-7B, CLIP ViT-L/14 224) + SAM ViT-H.
+* ``qwen2_5_vl_7b_sam2_1_large()``: Qwen2.5-VL-7B-Instruct + SAM2.1 Hiera-L.
+
+Real presets name the Hub ids of their weights in ``WEIGHT_SOURCES``; they build configs only (weights
+are loaded or converted separately). Tiny presets carry the ids of the offline tiny tokenizer; real ones
+get theirs from the processor (`MoRAProcessor.apply_token_ids`).
+"""
+
+from __future__ import annotations
+
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, Qwen2_5_VLConfig
+
+from mora.configuration_mora import MoRAConfig
+from mora.model.mask_engines.configs import (
+    sam2_1_hiera_large_config,
+    sam_vit_h_config,
+    tiny_sam2_config,
+    tiny_sam_config,
+)
+
+# preset name -> component -> Hugging Face Hub id of the published weights
+WEIGHT_SOURCES = {
+    "lisa_7b_sam_vit_h": {"vlm": "xinlai/LISA-7B-v1", "mask_engine": "facebook/sam-vit-huge"},
+    "qwen2_5_vl_7b_sam2_1_large": {
+        "vlm": "Qwen/Qwen2.5-VL-7B-Instruct",
+        "mask_engine": "facebook/sam2.1-hiera-large",
+    },
+}
+TINY_IMAGE_SIZE = 64
+
+
+def _tiny_mask_engine(mask_engine: str, image_size: int):
+    if mask_engine == "sam2":
+        return tiny_sam2_config(image_size)
+    if mask_engine == "sam":
+        return tiny_sam_config(image_size)
+    raise ValueError(f"mask_engine must be 'sam2' or 'sam', got {mask_engine!r}")
+
+
+def _llava_config(*, vision: dict, text: dict, feature_layer: int, act: str = "gelu") -> LlavaConfig:
+    return LlavaConfig(
+        vision_config=CLIPVisionConfig(**vision),
+        text_config=LlamaConfig(**text),
+        vision_feature_layer=feature_layer,
+        vision_feature_select_strategy="default",
+        projector_hidden_act=act,
+    )
+
+
+def _qwen_config(*, vision: dict, text: dict) -> Qwen2_5_VLConfig:
+    return Qwen2_5_VLConfig(vision_config=vision, text_config=text)
+
+
+def _tiny_vlm(backbone: str, text: dict):
+    """Tiny backbone config (64-px frames, patch 8) and its chat template."""
+    if backbone == "llava":
+        vision = dict(
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=TINY_IMAGE_SIZE,
+            patch_size=8,
+        )
+        return _llava_config(vision=vision, text=text, feature_layer=-1), "vicuna_v1"
+    elif backbone == "qwen2_5_vl":
+        vision = dict(
+            depth=2,
+            hidden_size=64,
+            intermediate_size=128,
+            num_heads=2,
+            patch_size=8,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=32,
+            out_hidden_size=128,
+            fullatt_block_indexes=[1],
+            tokens_per_second=2,
+        )
+        text = {
+            **text,
+            "num_key_value_heads": 2,
+            "rope_parameters": {"rope_type": "default", "mrope_section": [4, 6, 6]},
+        }
+        return _qwen_config(vision=vision, text=text), "chatml"
+    raise ValueError(f"backbone must be 'llava' or 'qwen2_5_vl', got {backbone!r}")
+
+
+def tiny(backbone: str = "llava", mask_engine: str = "sam2", *, num_frames: int = 8) -> MoRAConfig:
+    """A tiny random MoRA (LM hidden 128, 4 layers; 64-px frames) matching `build_tiny_tokenizer`."""
+    from mora.processing.tokenizer import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    vocab = len(tokenizer)
+    text = dict(
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        vocab_size=vocab,
+        max_position_embeddings=2048,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    vlm, template = _tiny_vlm(backbone, text)
+    config = MoRAConfig(
+        vlm_config=vlm,
+        mask_engine_config=_tiny_mask_engine(mask_engine, TINY_IMAGE_SIZE),
+        backbone_family=backbone,
+        num_frames=num_frames,
+        motion_grid=4,
+        temporal_head_dim=64,
+        backbone_image_size=TINY_IMAGE_SIZE,
+        chat_template=template,
+        propagation="per_frame",
+        max_new_tokens=24,
+    )
+    _apply_tiny_token_ids(config, tokenizer)
+    return config
+
+
+def _apply_tiny_token_ids(config: MoRAConfig, tokenizer) -> None:
+    from mora.processing.processing_mora import MoRAProcessor
+
+    MoRAProcessor.from_config(config, tokenizer).apply_token_ids(config)
+
+
+def small(mask_engine: str = "sam2") -> MoRAConfig:
+    """A mid-size random LLaVA-family model for benchmarks (LM hidden 512, 8 layers; CLIP 112 px)."""
+    from mora.processing.tokenizer import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()
+    vision = dict(
+        hidden_size=256,
+        intermediate_size=1024,
+        num_hidden_layers=6,
+        num_attention_heads=4,
+        image_size=112,
+        patch_size=14,
+    )
+    text = dict(
+        hidden_size=512,
+        intermediate_size=1408,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=8,
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    engine = tiny_sam2_config(256) if mask_engine == "sam2" else tiny_sam_config(256)
+    config = MoRAConfig(
+        vlm_config=_llava_config(vision=vision, text=text, feature_layer=-2),
+        mask_engine_config=engine,
+        backbone_family="llava",
+        num_frames=8,
+        backbone_image_size=112,
+        propagation="per_frame",
+    )
+    _apply_tiny_token_ids(config, tokenizer)
+    return config
+
+
+def lisa_7b_sam_vit_h(*, num_frames: int = 20) -> MoRAConfig:
+    """The paper's model: LISA-7B-v1 (Vicuna-7B, CLIP ViT-L/14 at 224 px, penultimate layer) + SAM ViT-H.
+
+    LISA's projector is one Linear layer; transformers' LLaVA projector is Linear-act-Linear, so the
+    conversion uses ``projector_hidden_act="linear"`` and an identity second layer (exact).
+    ``seg_hidden_offset=-1`` reproduces LISA's use of the state before ``[SEG]``, and the mask decoder gets
+    the ``[SEG]`` prompt alone (``frame_prompts=False``) as in LISA/MoRA. Vocabulary: LLaMA's
+    32000 + LISA's 4 added tokens + [LOC], <video>, <motion> (resized to the tokenizer at conversion).
+    """
+    vision = dict(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=224,
+        patch_size=14,
+        projection_dim=768,
+    )
+    text = dict(
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        vocab_size=32000 + 4 + 3,
+        max_position_embeddings=2048,
+    )
+    return MoRAConfig(
+        vlm_config=_llava_config(vision=vision, text=text, feature_layer=-2, act="linear"),
+        mask_engine_config=sam_vit_h_config(),
+        backbone_family="llava",
+        num_frames=num_frames,
+        backbone_image_size=224,
+        frame_prompts=False,  # LISA's decoder sees the [SEG] prompt alone
+        seg_hidden_offset=-1,
+        chat_template="vicuna_v1",
+        propagation="per_frame",
+    )
+
+
+def qwen2_5_vl_7b_sam2_1_large(*, num_frames: int = 16) -> MoRAConfig:
+    """Qwen2.5-VL-7B-Instruct (native video, 448-px frames) + SAM2.1 Hiera-L with memory propagation."""
+    vision = dict(
+        depth=32,
+        hidden_size=1280,
+        intermediate_size=3420,
+        num_heads=16,
+        patch_size=14,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        window_size=112,
+        out_hidden_size=3584,
+        fullatt_block_indexes=[7, 15, 23, 31],
+        tokens_per_second=2,
+    )
+    text = dict(
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        vocab_size=152064,
+        max_position_embeddings=128000,
+        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
+        tie_word_embeddings=False,
+    )
+    return MoRAConfig(
+        vlm_config=_qwen_config(vision=vision, text=text),
+        mask_engine_config=sam2_1_hiera_large_config(),
+        backbone_family="qwen2_5_vl",
+        num_frames=num_frames,
+        backbone_image_size=448,
+        chat_template="chatml",
+        propagation="memory",
+    )
+
+
+PRESETS = {
+    "tiny": tiny,
+    "small": small,
+    "lisa_7b_sam_vit_h": lisa_7b_sam_vit_h,
+    "qwen2_5_vl_7b_sam2_1_large": qwen2_5_vl_7b_sam2_1_large,
+}

@@ -1,0 +1,81 @@
+"""Chat templates of the backbone families, built as token ids (placeholders inserted by id, never by
+string, so their count is exact).
+
+* ``vicuna_v1`` (LLaVA v1 / LISA): ``<s>SYSTEM USER: <video...><motion...>\\nQUESTION ASSISTANT: ANSWER</s>``
+* ``chatml`` (Qwen): ``<|im_start|>system ... <|im_end|>\\n<|im_start|>user\\n<|vision_start|><video...>
+  <|vision_end|><motion...>\\nQUESTION<|im_end|>\\n<|im_start|>assistant\\nANSWER<|im_end|>``
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from transformers import PreTrainedTokenizerBase
+
+VICUNA_SYSTEM = (
+    "A chat between a curious human and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the human's questions."
+)
+CHATML_SYSTEM = "You are a helpful assistant."
+CHAT_TEMPLATES = ("vicuna_v1", "chatml")
+
+
+class PromptTemplate:
+    """Builds prompt and answer ids for one chat format."""
+
+    def __init__(self, name: str, tokenizer: PreTrainedTokenizerBase) -> None:
+        if name not in CHAT_TEMPLATES:
+            raise ValueError(f"unknown chat template {name!r}; expected one of {CHAT_TEMPLATES}")
+        self.name = name
+        self.tokenizer = tokenizer
+        vocab = tokenizer.get_vocab()
+        if name == "chatml":
+            for marker in ("<|im_start|>", "<|im_end|>"):
+                if marker not in vocab:
+                    raise ValueError(f"the chatml template needs {marker!r} in the tokenizer")
+            self.eos_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+            self._vision_wrap = [
+                tokenizer.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|vision_end|>")
+            ]
+            if any(t not in vocab for t in ("<|vision_start|>", "<|vision_end|>")):
+                self._vision_wrap = []
+        else:
+            if tokenizer.eos_token_id is None:
+                raise ValueError("the vicuna_v1 template needs a tokenizer with an eos token")
+            self.eos_id = tokenizer.eos_token_id
+            self._vision_wrap = []
+        self._drop_on_decode = {
+            i
+            for i in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id, self.eos_id)
+            if i is not None
+        }
+
+    def _ids(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False).input_ids
+
+    def prompt_ids(self, visual_ids: Sequence[int], text: str) -> list[int]:
+        """Ids up to and including the assistant turn marker, with ``visual_ids`` in the user turn."""
+        visual = list(visual_ids)
+        if self.name == "vicuna_v1":
+            bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
+            return bos + self._ids(f"{VICUNA_SYSTEM} USER: ") + visual + self._ids(f"\n{text} ASSISTANT:")
+        if self._vision_wrap and visual:
+            visual = self._wrap_video(visual, *self._vision_wrap)
+        head = self._ids(f"<|im_start|>system\n{CHATML_SYSTEM}<|im_end|>\n<|im_start|>user\n")
+        return head + visual + self._ids(f"\n{text}<|im_end|>\n<|im_start|>assistant\n")
+
+    @staticmethod
+    def _wrap_video(visual: list[int], start: int, end: int) -> list[int]:
+        """Put the vision markers around the leading run of video ids (motion ids follow)."""
+        first = visual[0]
+        n_video = next((i for i, t in enumerate(visual) if t != first), len(visual))
+        return [start] + visual[:n_video] + [end] + visual[n_video:]
+
+    def answer_ids(self, answer: str) -> list[int]:
+        """Ids of the assistant answer followed by the end-of-turn token."""
+        text = f" {answer.strip()}" if self.name == "vicuna_v1" else answer.strip()
+        return self._ids(text) + [self.eos_id]
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        kept = [int(i) for i in token_ids if int(i) not in self._drop_on_decode]
+        return self.tokenizer.decode(kept, skip_special_tokens=False).strip()

@@ -1,0 +1,167 @@
+"""Forward/backward, losses, count checks and the all-parameters-in-graph guarantee."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from model_testing import NUM_FRAMES, tiny_model, training_batch
+
+from mora.model.trainable import TrainableSettings, configure_trainable
+
+COMBOS = [("llava", "sam2"), ("llava", "sam"), ("qwen2_5_vl", "sam2"), ("qwen2_5_vl", "sam")]
+
+
+@pytest.mark.parametrize(
+    ("backbone", "engine", "overrides"),
+    [(*combo, {}) for combo in COMBOS]
+    + [("llava", "sam2", {"frame_prompts": True}), ("qwen2_5_vl", "sam", {"use_motion_tokens": False})],
+)
+def test_forward_backward_every_backbone_and_engine(backbone, engine, overrides):
+    model = tiny_model(backbone, engine, **overrides)
+    configure_trainable(model, TrainableSettings())
+    batch = training_batch(model.processor)
+    out = model(**batch)
+    S = model.mask_engine.image_size
+    assert out.logits.shape[:2] == batch["input_ids"].shape
+    assert out.mask_logits.shape == (2, NUM_FRAMES, S, S)
+    assert out.span_logits.shape == (2, NUM_FRAMES)
+    assert torch.all(out.span_logits[1] == 0)  # the second sample has no [LOC]
+    assert out.seg_prompts.shape[:3] == (2, NUM_FRAMES, 2 if model.config.frame_prompts else 1)
+    for part in (out.loss_ce, out.loss_mask_bce, out.loss_mask_dice, out.loss_temporal):
+        assert torch.isfinite(part) and part > 0
+    out.loss.backward()
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable
+    assert all(p.grad is not None for _, p in trainable), [n for n, p in trainable if p.grad is None]
+    decoder_grads = [p.grad.abs().sum() for n, p in trainable if n.startswith("mask_engine.")]
+    assert sum(decoder_grads) > 0
+
+
+def test_loss_matches_weighted_parts():
+    model = tiny_model()
+    out = model(**training_batch(model.processor))
+    cfg = model.config
+    expected = (
+        cfg.ce_loss_weight * out.loss_ce
+        + cfg.mask_bce_loss_weight * out.loss_mask_bce
+        + cfg.mask_dice_loss_weight * out.loss_mask_dice
+        + cfg.temporal_loss_weight * out.loss_temporal
+    )
+    torch.testing.assert_close(out.loss, expected)
+
+
+def test_overfitting_one_batch_reduces_every_loss():
+    model = tiny_model("llava", "sam2", seed=1)
+    configure_trainable(model, TrainableSettings.everything())
+    batch = training_batch(model.processor)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
+    first = None
+    for _ in range(30):
+        out = model(**batch)
+        first = first or {
+            k: float(getattr(out, k).detach()) for k in ("loss", "loss_ce", "loss_mask_bce", "loss_temporal")
+        }
+        optimizer.zero_grad()
+        out.loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        last = model(**batch)
+    assert float(last.loss) < 0.5 * first["loss"]
+    assert float(last.loss_ce) < 0.5 * first["loss_ce"]
+    assert float(last.loss_mask_bce) < first["loss_mask_bce"]
+    assert float(last.loss_temporal) < first["loss_temporal"]
+
+
+def test_text_only_batch_gives_zero_not_none_gradients():
+    model = tiny_model("llava", "sam2")
+    configure_trainable(model, TrainableSettings.everything())
+    batch = model.processor(_two_clips(), ["Is anything moving?"] * 2, answers=["Yes.", "No."])
+    out = model(**batch)
+    assert out.mask_logits is None and out.span_logits is None
+    out.loss.backward()
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            assert param.grad is not None, name
+    heads = ("mask_engine.", "seg_projector.", "temporal_head.")
+    for name, param in model.named_parameters():
+        if param.requires_grad and name.startswith(heads):
+            assert torch.count_nonzero(param.grad) == 0, name
+
+
+def _two_clips():
+    from model_testing import moving_square_clip
+
+    return [moving_square_clip(seed=0)[0], moving_square_clip(seed=1)[0]]
+
+
+def test_seg_count_mismatch_raises_with_both_numbers():
+    model = tiny_model()
+    batch = training_batch(model.processor)
+    seg = model.config.seg_token_id
+    ids = batch["input_ids"].clone()
+    ids[0][ids[0] == seg] = model.processor.token_ids.pad  # sample 0 loses its [SEG]
+    batch["input_ids"] = ids
+    with pytest.raises(ValueError, match=r"\[SEG\] counts: \[0, 1\]"):
+        model(**batch)
+
+
+def test_placeholder_count_mismatch_raises_with_both_numbers():
+    model = tiny_model()
+    batch = training_batch(model.processor)
+    video = model.config.video_token_id
+    ids = batch["input_ids"].clone()
+    first = int((ids[0] == video).nonzero()[0])
+    n_video = int((ids[0] == video).sum())
+    ids[0, first] = model.processor.token_ids.pad
+    batch["input_ids"] = ids
+    with pytest.raises(
+        ValueError, match=rf"{n_video - 1} <video> placeholder tokens .* {n_video} video features"
+    ):
+        model(**batch)
+
+
+def test_span_label_without_loc_raises():
+    model = tiny_model()
+    batch = training_batch(model.processor)
+    batch["span_valid"] = torch.tensor([True, True])
+    with pytest.raises(ValueError, match="span label but no \\[LOC\\]"):
+        model(**batch)
+
+
+def test_llm_sees_config_num_frames_while_heads_see_all_frames():
+    model = tiny_model()
+    model.config.num_frames = 4
+    model.processor.layout = model.processor.layout.__class__(
+        **{**model.processor.layout.to_dict(), "num_frames": 4}
+    )
+    from model_testing import moving_square_clip
+
+    from mora.constants import ANSWER_WITH_SPAN
+
+    clip, _ = moving_square_clip(num_frames=9)
+    batch = model.processor([clip], ["Which object moves right?"], answers=[ANSWER_WITH_SPAN])
+    side = model.config.backbone_image_size // model.config.vlm_config.vision_config.patch_size
+    assert int((batch["input_ids"] == model.config.video_token_id).sum()) == side * side + 4
+    assert int((batch["input_ids"] == model.config.motion_token_id).sum()) == 3 * model.config.motion_grid**2
+    with torch.no_grad():
+        out = model(**batch)
+    assert out.span_logits.shape == (1, 9) and out.mask_logits.shape[1] == 9
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients():
+    model = tiny_model("llava", "sam2")
+    configure_trainable(model, TrainableSettings())
+    batch = training_batch(model.processor)
+    torch.manual_seed(0)  # same LoRA-dropout masks in both passes
+    plain = model(**batch)
+    plain.loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad(set_to_none=True)
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    assert any(getattr(m, "gradient_checkpointing", False) for m in model.adapter.language_model.modules())
+    torch.manual_seed(0)
+    checkpointed = model(**batch)
+    checkpointed.loss.backward()
+    torch.testing.assert_close(checkpointed.loss, plain.loss)
+    for name, grad in grads.items():
+        torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, atol=1e-5, rtol=1e-4)

@@ -1,0 +1,71 @@
+"""Real presets (config + meta-device parameter counts), config validation, no torchvision imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+
+from mora import presets
+from mora.configuration_mora import MoRAConfig
+from mora.model.mask_engines import PUBLISHED_NUM_PARAMETERS
+from mora.model.modeling_mora import MoRAForVideoGrounding
+
+
+def _meta_model(config):
+    with torch.device("meta"):
+        return MoRAForVideoGrounding(config)
+
+
+def _count(modules):
+    return sum(p.numel() for m in modules for p in m.parameters())
+
+
+def test_lisa_7b_sam_vit_h_parameter_counts():
+    config = presets.lisa_7b_sam_vit_h()
+    assert presets.WEIGHT_SOURCES["lisa_7b_sam_vit_h"]["vlm"] == "xinlai/LISA-7B-v1"
+    assert config.seg_hidden_offset == -1 and config.mask_engine_kind == "sam" and not config.frame_prompts
+    model = _meta_model(config)
+    lm = _count([model.adapter.language_model, model.adapter.lm_head])
+    assert lm == pytest.approx(6.74e9, rel=0.01)  # Llama-7B
+    assert _count([model.vlm.model.vision_tower]) == pytest.approx(303.5e6, rel=0.01)  # CLIP ViT-L/14
+    assert _count([model.mask_engine]) == pytest.approx(
+        PUBLISHED_NUM_PARAMETERS["facebook/sam-vit-huge"], rel=0.01
+    )
+    assert model.seg_projector[2].out_features == 256
+
+
+def test_qwen2_5_vl_7b_sam2_1_large_parameter_counts():
+    config = presets.qwen2_5_vl_7b_sam2_1_large()
+    model = _meta_model(config)
+    assert _count([model.vlm]) == pytest.approx(8.29e9, rel=0.01)  # Qwen2.5-VL-7B-Instruct
+    engine = PUBLISHED_NUM_PARAMETERS["facebook/sam2.1-hiera-large"]
+    assert _count([model.mask_engine]) == pytest.approx(engine, rel=0.01)
+    assert config.propagation == "memory"
+
+
+def test_config_validation_names_the_bad_value():
+    base = presets.tiny().to_dict()
+    with pytest.raises(ValueError, match="propagation"):
+        MoRAConfig.from_dict({**base, "propagation": "optical_flow"})
+    with pytest.raises(ValueError, match="seg_hidden_offset"):
+        MoRAConfig.from_dict({**base, "seg_hidden_offset": 3})
+    with pytest.raises(ValueError, match="needs a vlm_config of model_type 'qwen2_5_vl', got 'llava'"):
+        MoRAConfig.from_dict({**base, "backbone_family": "qwen2_5_vl"})
+
+
+def test_no_module_imports_torchvision():
+    root = Path(__file__).resolve().parents[1] / "mora"
+    offenders = []
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(n == "torchvision" or n.startswith("torchvision.") for n in names):
+                offenders.append(str(path))
+    assert not offenders
