@@ -148,3 +148,90 @@ def test_stack_equals_frames_and_errors():
         jaccard(gt, pred[:, :-1])
     with pytest.raises(ValueError, match="integer"):
         boundary_f(gt, pred, bound_th=2.5)
+
+
+def noise_pair(rng, shape, p=0.5):
+    return (rng.random(shape) < p).astype(np.uint8), (rng.random(shape) < p).astype(np.uint8)
+
+
+@pytest.mark.parametrize("shape", [(2, 480, 854), (3, 31, 47), (2, 63, 65), (2, 97, 129), (1, 5, 200)])
+def test_noise_masks_match_reference(shape):
+    # salt-and-pepper masks: most pixels are boundary pixels, every window and row offset is used
+    rng = np.random.default_rng(shape[1] * shape[2])
+    for p in (0.5, 0.05):
+        check_against_reference(*noise_pair(rng, shape, p))
+
+
+@pytest.mark.parametrize("bound_th", [1, 2, 3, 5, 12, 17, 23, 24, 25, 31, 40])
+def test_radii_match_reference(bound_th):
+    # windows for r <= MAX_WINDOW_RADIUS (24), KD-tree above; widths below, at and above one word
+    rng = np.random.default_rng(bound_th)
+    for shape in ((2, 60, 50), (2, 41, 131)):
+        gt, pred = noise_pair(rng, shape, 0.1)
+        check_against_reference(gt, pred, bound_th=bound_th)
+        T, H, W = shape
+        y0, x0 = H // 4, W // 4
+        boxes = [box(H, W, y0, y0 + H // 3, x0, x0 + W // 3) for _ in range(T)]
+        check_against_reference(
+            np.stack(boxes), np.stack(boxes[:1] + [b[::-1, ::-1] for b in boxes[1:]]), bound_th
+        )
+
+
+@pytest.mark.parametrize("size", [(480, 854), (720, 1280), (37, 301)])
+def test_shifts_of_exactly_r_and_r_plus_one(size):
+    H, W = size
+    r = boundary_tolerance(H, W)
+    gt = box(H, W, H // 4, H // 2, W // 4, W // 2)
+    shifted = [np.roll(gt, s, axis=a) for a in (0, 1) for s in (r, r + 1, -r, -r - 1)]
+    # diagonal shifts whose length is just inside / just outside the disk
+    dy = r // 2
+    dx_in = int(np.floor(np.sqrt(r * r - dy * dy)))
+    shifted += [np.roll(gt, (dy, dx_in), axis=(0, 1)), np.roll(gt, (dy, dx_in + 1), axis=(0, 1))]
+    _, f = check_against_reference(np.stack([gt] * len(shifted)), np.stack(shifted))
+    assert f[0] == 1.0 and f[1] < 1.0
+
+
+def test_single_pixels_at_disk_edge():
+    # one-pixel masks: boundary = 2x2 block; offsets on and just beyond the disk, across word/window edges
+    H, W, r = 40, 300, 8
+    pairs = []
+    for x in (3, 50, 55, 63, 64, 70, 120, 290):
+        for dy, dx in ((0, r), (0, r + 1), (r, 0), (r + 1, 0), (5, 6), (5, 7), (-6, -5), (-7, -5)):
+            g = np.zeros((H, W), np.uint8)
+            p = np.zeros((H, W), np.uint8)
+            g[20, x] = 1
+            p[20 + dy, min(W - 1, max(0, x + dx))] = 1
+            pairs.append((g, p))
+    gt, pred = map(np.stack, zip(*pairs))
+    check_against_reference(gt, pred, bound_th=r)
+
+
+def test_window_and_kd_paths_agree():
+    from mora.metrics import boundary as bnd
+
+    rng = np.random.default_rng(7)
+    gt, pred = noise_pair(rng, (3, 70, 150), 0.2)
+    counts = {}
+    for name, limit in (("windows", bnd.MAX_WINDOW_RADIUS), ("kd", 0)):
+        old = bnd.MAX_WINDOW_RADIUS
+        bnd.MAX_WINDOW_RADIUS = limit
+        try:
+            counts[name] = boundary_f(gt, pred, bound_th=6)
+        finally:
+            bnd.MAX_WINDOW_RADIUS = old
+    np.testing.assert_array_equal(counts["windows"], counts["kd"])
+
+
+def test_memory_does_not_grow_with_videos():
+    import tracemalloc
+
+    rng = np.random.default_rng(3)
+    gt, pred = noise_pair(rng, (12, 120, 200), 0.01)
+    peaks = []
+    for n_videos in (2, 8):
+        tracemalloc.start()
+        for _ in range(n_videos):
+            jaccard_and_boundary_f(gt, pred)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] <= peaks[0] * 1.1

@@ -2,7 +2,7 @@
 
     OMP_NUM_THREADS=1 python eval/benchmarks/metrics_speed.py [--frames 60] [--questions 1000]
 
-Prints (1) frames/s of the fast J+F and F paths and of the reference algorithm (cv2.dilate with a
+Prints (1) frames/s (median of --repeats) of the fast J+F and F paths and of the reference algorithm (cv2.dilate with a
 skimage disk per frame, as davis2017-evaluation) on 480x854 and 720x1280 masks, their ratio and the
 largest difference between the two (must be 0 up to 1e-12); (2) the peak memory of scoring 10 and 100
 videos in one process; (3) the wall time to score N GroundMoRe-protocol questions (20 frames at 720p
@@ -58,10 +58,17 @@ def bench_metrics(frames: int, repeats: int) -> None:
     print(f"cv2 threads: {cv2.getNumThreads()}, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
     for H, W in ((480, 854), (720, 1280)):
         gt, pred = synthetic_pair(frames, H, W, seed=H)
-        fast_jf = min(_timed(jaccard_and_boundary_f, gt, pred) for _ in range(repeats))
-        fast_f = min(_timed(boundary_f, gt, pred) for _ in range(repeats))
-        ref_jf = min(_timed(jaccard_and_f_per_frame, gt, pred) for _ in range(repeats))
-        ref_f = min(_timed(_reference_f, gt, pred) for _ in range(repeats))
+        # fast and reference interleaved, so both see the same load from other processes; medians
+        times = np.array(
+            [
+                [
+                    _timed(fn, gt, pred)
+                    for fn in (jaccard_and_boundary_f, boundary_f, jaccard_and_f_per_frame, _reference_f)
+                ]
+                for _ in range(repeats)
+            ]
+        )
+        fast_jf, fast_f, ref_jf, ref_f = np.median(times, axis=0)
         j, f = jaccard_and_boundary_f(gt, pred)
         jr, fr = jaccard_and_f_per_frame(gt, pred)
         diff = max(np.abs(j - jr).max(), np.abs(f - fr).max())
@@ -160,8 +167,8 @@ def main() -> None:
     parser.add_argument(
         "--repeats",
         type=int,
-        default=3,
-        help="best-of repeats (both paths; the minimum damps noise from other processes)",
+        default=5,
+        help="repeats of every timing (fast and reference interleaved); the median is reported",
     )
     parser.add_argument("--questions", type=int, default=1000, help="GroundMoRe questions to score (0: skip)")
     args = parser.parse_args()

@@ -9,13 +9,15 @@ from __future__ import annotations
 import numpy as np
 
 from mora.constants import BOUNDARY_THRESHOLD
-from mora.metrics.bitpack import as_stack, pack_masks, popcount
+from mora.metrics.bitpack import WORD, as_stack, pack_into, popcount
 from mora.metrics.boundary import (
-    boundary_counts_packed,
-    boundary_map_packed,
+    Workspace,
+    boundary_counts,
     boundary_tolerance,
+    count_boundary_pixels,
     f_from_counts,
     frames_per_chunk,
+    make_layout,
 )
 
 
@@ -55,19 +57,24 @@ def jaccard_and_boundary_f(
     """
     gt, pred, single = _check_pair(annotation, segmentation)
     T, H, W = gt.shape
-    radius = boundary_tolerance(H, W, bound_th) if need_f else 0
+    layout = make_layout(H, W, boundary_tolerance(H, W, bound_th) if need_f else 0)
     j_out = np.empty(T, dtype=np.float64)
     f_out = np.empty(T, dtype=np.float64)
     step = frames_per_chunk(H, W)
+    ws = Workspace(layout, min(T, step))
     for start in range(0, T, step):
         sl = slice(start, min(T, start + step))
-        gt_words, pred_words = pack_masks(gt[sl]), pack_masks(pred[sl])
+        if ws.words.shape[1] != sl.stop - start:
+            ws = Workspace(layout, sl.stop - start)
+        words = ws.words
+        pack_into(words[0], pred[sl])
+        pack_into(words[1], gt[sl])
         if need_j:
-            inter = popcount(gt_words & pred_words)
-            j_out[sl] = j_from_counts(inter, popcount(pred_words), popcount(gt_words))
+            inter = popcount(words[0] & words[1])
+            n_pred, n_gt = popcount(words.reshape(-1, H * layout.n_words)).reshape(2, -1)
+            j_out[sl] = j_from_counts(inter, n_pred, n_gt)
         if need_f:
-            counts = boundary_counts_packed(pred_words, gt_words, W, radius)
-            f_out[sl] = f_from_counts(*counts)
+            f_out[sl] = f_from_counts(*boundary_counts(ws))
     j = (j_out[0] if single else j_out) if need_j else None
     f = (f_out[0] if single else f_out) if need_f else None
     return j, f
@@ -112,10 +119,12 @@ def empty_prediction_scores(annotation: np.ndarray) -> tuple[np.ndarray, np.ndar
     T, H, W = gt.shape
     j = np.empty(T, dtype=np.float64)
     f = np.empty(T, dtype=np.float64)
+    n_words = make_layout(H, W, 0).n_words
     step = frames_per_chunk(H, W)
     for start in range(0, T, step):
         sl = slice(start, min(T, start + step))
-        words = pack_masks(gt[sl])
+        words = np.zeros((sl.stop - start, H, n_words), WORD)
+        pack_into(words, gt[sl])
         j[sl] = popcount(words) == 0
-        f[sl] = popcount(boundary_map_packed(words, W)) == 0
+        f[sl] = count_boundary_pixels(words, W) == 0
     return j, f
