@@ -40,6 +40,11 @@ class MoRAConfig(PretrainedConfig):
         num_frames: frames the language model sees (sampled uniformly from the frames given).
         use_motion_tokens: feed inter-frame difference tokens to the language model and temporal head.
         motion_grid: g; each frame difference is pooled to a g x g grid (g*g tokens per difference).
+        use_motion_dense_prompt: give the mask decoder a dense motion prompt per frame
+            (`mora.model.motion_prompt.MotionDensePrompt`: differences of the engine's image embeddings and
+            of the frames to the neighbouring frames, zero-initialised output). True for new configs; a
+            saved config without this field (checkpoints from before it existed) loads with False.
+        motion_dense_prompt_dim: width of the `MotionDensePrompt` conv stack.
         frame_prompts: add a per-frame prompt token (the ``[SEG]`` state's attention readout over the
             frame's visual + motion tokens) beside the ``[SEG]`` projection.
         seg_hidden_offset: 0 = the ``[SEG]`` token's own hidden state; -1 = the state before it (LISA).
@@ -75,6 +80,8 @@ class MoRAConfig(PretrainedConfig):
     num_frames: int = 8
     use_motion_tokens: bool = True
     motion_grid: int = 4
+    use_motion_dense_prompt: bool = True
+    motion_dense_prompt_dim: int = 128
     frame_prompts: bool = False
     seg_hidden_offset: int = 0
     loc_hidden_offset: int = 0
@@ -92,6 +99,14 @@ class MoRAConfig(PretrainedConfig):
     span_threshold: float = 0.5
     max_new_tokens: int = 32
     lora: dict | None = None
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any):
+        """As `PretrainedConfig.from_dict`; a dict saved before ``use_motion_dense_prompt`` existed loads
+        with it off, so old checkpoints keep their exact architecture."""
+        if "use_motion_dense_prompt" not in config_dict:
+            config_dict = {**config_dict, "use_motion_dense_prompt": False}
+        return super().from_dict(config_dict, **kwargs)
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)
@@ -119,6 +134,8 @@ class MoRAConfig(PretrainedConfig):
             raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
         if self.motion_grid < 1:
             raise ValueError(f"motion_grid must be >= 1, got {self.motion_grid}")
+        if self.motion_dense_prompt_dim < 1:
+            raise ValueError(f"motion_dense_prompt_dim must be >= 1, got {self.motion_dense_prompt_dim}")
         if self.propagation not in PROPAGATION_MODES:
             raise ValueError(f"propagation must be one of {PROPAGATION_MODES}, got {self.propagation!r}")
         if self.backbone_resize_mode not in RESIZE_MODES:

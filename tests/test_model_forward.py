@@ -82,7 +82,7 @@ def test_text_only_batch_gives_zero_not_none_gradients():
     for name, param in model.named_parameters():
         if param.requires_grad:
             assert param.grad is not None, name
-    heads = ("mask_engine.", "seg_projector.", "temporal_head.")
+    heads = ("mask_engine.", "seg_projector.", "temporal_head.", "motion_dense_prompt.")
     for name, param in model.named_parameters():
         if param.requires_grad and name.startswith(heads):
             assert torch.count_nonzero(param.grad) == 0, name

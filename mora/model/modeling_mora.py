@@ -6,7 +6,9 @@ Forward, top to bottom:
   2. the language model's input: token embeddings with ``<video>`` / ``<motion>`` placeholders replaced by
      the video tokens of the ``config.num_frames`` sampled frames and their motion tokens;
   3. the language model -> logits and last hidden states;
-  4. ``[SEG]`` state -> seg projector -> prompt -> mask engine, decoded on every frame;
+  4. ``[SEG]`` state -> seg projector -> prompt -> mask engine, decoded on every frame (with
+     ``config.use_motion_dense_prompt``, each frame also gets a dense motion prompt built from the engine's
+     image embeddings and frames of its neighbours, `MotionDensePrompt`);
   5. ``[LOC]`` state -> temporal head over every frame's visual + motion tokens -> span logits;
   6. losses (mora.model.losses) and `graph_completion_loss` so every trainable parameter is in the graph.
 """
@@ -31,6 +33,8 @@ from mora.model.heads import (
     temporal_frame_tokens,
 )
 from mora.model.mask_engines import build_mask_engine
+from mora.model.mask_engines.base import FrameFeatures
+from mora.model.motion_prompt import MotionDensePrompt
 from mora.model.outputs import MoRAOutput
 from mora.model.visual_layout import sample_frame_indices
 from mora.utils.logging import get_logger
@@ -56,7 +60,8 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
     """MoRA: video question -> text, per-frame masks (``[SEG]``) and motion span (``[LOC]``).
 
     Submodules (state-dict prefixes): ``vlm`` (transformers VLM), ``mask_engine``, ``seg_projector``,
-    ``temporal_head``, ``motion_tokenizer`` (None when motion tokens are off).
+    ``temporal_head``, ``motion_tokenizer`` (None when motion tokens are off), ``frame_prompt_reader``
+    (None without frame prompts), ``motion_dense_prompt`` (None when ``use_motion_dense_prompt`` is off).
     """
 
     def __init__(self, config: MoRAConfig) -> None:
@@ -75,6 +80,15 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         self.motion_tokenizer = (
             MotionTokenizer(self.adapter.motion_input_dim, hidden, config.motion_grid)
             if config.use_motion_tokens
+            else None
+        )
+        # built last so that the other modules' random init does not depend on the switch
+        engine = self.mask_engine
+        self.motion_dense_prompt = (
+            MotionDensePrompt(
+                engine.prompt_dim, engine.embedding_size, engine.image_size, config.motion_dense_prompt_dim
+            )
+            if getattr(config, "use_motion_dense_prompt", False)
             else None
         )
         self.processor = None  # attached by from_pretrained when a processor is saved beside the weights
@@ -224,8 +238,27 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         """
         B, T = mask_pixel_values.shape[:2]
         feats = self.engine_features(mask_pixel_values.flatten(0, 1))
-        logits = self.mask_engine.decode(feats, prompts.flatten(0, 1))  # [B*T, S, S]
+        dense = self.motion_dense_embeds(feats, mask_pixel_values)  # [B*T, C, h, w] | None
+        logits = self.mask_engine.decode(feats, prompts.flatten(0, 1), dense)  # [B*T, S, S]
         return logits.view(B, T, *logits.shape[-2:])
+
+    def motion_dense_embeds(
+        self, features: FrameFeatures, mask_pixel_values: torch.Tensor
+    ) -> torch.Tensor | None:
+        """Dense motion prompts ``[B*T, C, h, w]`` for the mask engine (None when the switch is off).
+
+        Args:
+            features: `encode` output of the ``B*T`` frames of ``mask_pixel_values`` (clip-major order).
+            mask_pixel_values: ``[B, T, 3, S, S]`` consecutive frames of each clip; the first and last frame
+                of each clip get zero differences on their open side.
+        """
+        if self.motion_dense_prompt is None:
+            return None
+        B, T = mask_pixel_values.shape[:2]
+        embeds = features.maps[-1]
+        embeds = embeds.reshape(B, T, *embeds.shape[1:])  # [B, T, C, h, w]
+        dense = self.motion_dense_prompt(embeds, mask_pixel_values.to(embeds.device))
+        return dense.flatten(0, 1)
 
     def span_logits_from(
         self, loc_states: torch.Tensor, features: VisualFeatures, motion: torch.Tensor | None
@@ -344,12 +377,20 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *args: Any, **kwargs: Any):
         """Load weights and attach the processor saved in the same folder as ``model.processor``."""
         kwargs.setdefault("use_safetensors", True)
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(
+            pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+        )
+        if model.motion_dense_prompt is not None and any(
+            key.startswith("motion_dense_prompt.") for key in info.get("missing_keys", ())
+        ):  # switched on for a checkpoint saved without it: fresh init (zero output), not empty memory
+            with torch.no_grad():
+                model.motion_dense_prompt.reset_parameters()
         from mora.processing.processing_mora import MoRAProcessor
 
         if MoRAProcessor.is_saved_in(pretrained_model_name_or_path):
             model.processor = MoRAProcessor.from_pretrained(pretrained_model_name_or_path)
-        return model
+        return (model, info) if want_info else model
 
 
 def _scatter_placeholders(

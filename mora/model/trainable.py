@@ -2,9 +2,9 @@
 
 Default (MoRA/LISA): LoRA (r=8, alpha=16, dropout 0.05, q_proj/v_proj) on the language model only; the
 rows of the new special tokens in the input embeddings and lm_head (a gradient mask keeps the other rows
-fixed); the seg projector, temporal head, motion tokenizer and mask decoder. Frozen: vision tower,
-multimodal projector, mask-engine image encoder. `TrainableSettings.everything()` is the from-scratch
-recipe of tiny models.
+fixed); the seg projector, temporal head, motion tokenizer, motion dense prompt and mask decoder.
+Frozen: vision tower, multimodal projector, mask-engine image encoder. `TrainableSettings.everything()`
+is the from-scratch recipe of tiny models.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ class TrainableSettings:
     train_projector: bool = False
     train_mask_image_encoder: bool = False
     train_mask_decoder: bool = True
-    train_heads: bool = True  # seg projector, temporal head, motion tokenizer, frame prompt reader
+    # seg projector, temporal head, motion tokenizer, frame prompt reader, motion dense prompt
+    train_heads: bool = True
 
     @classmethod
     def everything(cls) -> TrainableSettings:
@@ -117,7 +118,13 @@ def configure_trainable(model: nn.Module, settings: TrainableSettings) -> dict[s
 
 
 def _head_modules(model: nn.Module) -> list[nn.Module]:
-    heads = [model.seg_projector, model.temporal_head, model.motion_tokenizer, model.frame_prompt_reader]
+    heads = [
+        model.seg_projector,
+        model.temporal_head,
+        model.motion_tokenizer,
+        model.frame_prompt_reader,
+        getattr(model, "motion_dense_prompt", None),
+    ]
     return [h for h in heads if h is not None]
 
 
@@ -159,6 +166,7 @@ def trainable_parameter_counts(model: nn.Module) -> dict[str, int]:
         "temporal_head": [model.temporal_head],
         "motion_tokenizer": [model.motion_tokenizer] if model.motion_tokenizer is not None else [],
         "frame_prompt_reader": [model.frame_prompt_reader] if model.frame_prompt_reader is not None else [],
+        "motion_dense_prompt": [m] if (m := getattr(model, "motion_dense_prompt", None)) is not None else [],
     }
     counts: dict[str, int] = {}
     seen: set[int] = set()

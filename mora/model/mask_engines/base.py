@@ -2,7 +2,8 @@
 
 A mask engine wraps a transformers SAM-family model. The language model's ``[SEG]`` hidden state,
 projected to ``prompt_dim`` (C), is fed to the mask decoder as sparse prompt embeddings (no points,
-no boxes, the no-mask dense embedding), as LISA does with SAM.
+no boxes, the no-mask dense embedding), as LISA does with SAM. Optional dense prompt embeddings on the
+image-embedding grid (``dense_shape``) are added to the no-mask dense embedding (e.g. motion features).
 """
 
 from __future__ import annotations
@@ -52,10 +53,13 @@ class MaskEngine(nn.Module, ABC):
         image_mean, image_std: RGB normalisation constants in 0..1 units (for ``image_ops``).
         resize_mode: how frames are fitted to the canvas in the original preprocessing
             (``"longest_pad"`` for SAM, ``"squash"`` for SAM2).
+        embedding_size: h = w, the side of the image-embedding grid the decoder attends to (S/16 for
+            real SAM/SAM2); its channels are ``prompt_dim``.
     """
 
     prompt_dim: int
     image_size: int
+    embedding_size: int
     image_mean: tuple[float, float, float]
     image_std: tuple[float, float, float]
     resize_mode: str
@@ -73,14 +77,31 @@ class MaskEngine(nn.Module, ABC):
         """Image features for ``pixel_values`` ``[N, 3, S, S]`` (normalised, on any device/dtype)."""
 
     @abstractmethod
-    def decode(self, features: FrameFeatures, prompt_embeds: torch.Tensor) -> torch.Tensor:
-        """Mask logits ``[N, S, S]`` float32 for frames ``features`` prompted by ``prompt_embeds`` ``[N, P, C]``."""
+    def decode(
+        self,
+        features: FrameFeatures,
+        prompt_embeds: torch.Tensor,
+        dense_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Mask logits ``[N, S, S]`` float32 for frames ``features`` prompted by ``prompt_embeds`` ``[N, P, C]``.
+
+        ``dense_embeds`` ``[N, C, h, w]`` (``dense_shape``), when given, is added to the no-mask dense
+        prompt embedding of each frame.
+        """
 
     @abstractmethod
     def propagate(
-        self, pixel_values: torch.Tensor, prompt_embeds: torch.Tensor, key_frames: Sequence[int]
+        self,
+        pixel_values: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        key_frames: Sequence[int],
+        dense_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Mask logits ``[T, S, S]`` float32 for a clip ``[T, 3, S, S]`` from one prompt ``[P, C]``."""
+        """Mask logits ``[T, S, S]`` float32 for a clip ``[T, 3, S, S]`` from one prompt ``[P, C]``.
+
+        ``dense_embeds`` ``[T, C, h, w]``, when given, holds a dense prompt per clip frame; the rows of the
+        frames decoded from the prompt (key frames for SAM2, every frame for SAM) are used.
+        """
 
     # ------------------------------------------------------------------ shared helpers
     @property
@@ -90,6 +111,11 @@ class MaskEngine(nn.Module, ABC):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
+
+    @property
+    def dense_shape(self) -> tuple[int, int, int]:
+        """``(C, h, w)``: the per-frame shape of ``dense_embeds`` (the image-embedding grid)."""
+        return (self.prompt_dim, self.embedding_size, self.embedding_size)
 
     def freeze_image_encoder(self) -> None:
         """Stop gradients into the image encoder (the default training setup)."""
@@ -128,6 +154,17 @@ class MaskEngine(nn.Module, ABC):
         if prompt_embeds.shape[-2] == 0:
             raise ValueError("prompt_embeds holds no prompt tokens (P=0)")
         return prompt_embeds.to(device=self.device, dtype=self.dtype)
+
+    def _check_dense(self, dense_embeds: torch.Tensor | None, num_frames: int) -> torch.Tensor | None:
+        """Validate optional ``[N, C, h, w]`` dense prompt embeddings and cast to the engine dtype."""
+        if dense_embeds is None:
+            return None
+        if not torch.is_tensor(dense_embeds) or not dense_embeds.is_floating_point():
+            raise TypeError("dense_embeds must be a floating-point torch.Tensor")
+        expected = (num_frames, *self.dense_shape)
+        if tuple(dense_embeds.shape) != expected:
+            raise ValueError(f"dense_embeds must be {list(expected)}, got {list(dense_embeds.shape)}")
+        return dense_embeds.to(device=self.device, dtype=self.dtype)
 
     @staticmethod
     def _check_key_frames(key_frames: Sequence[int], num_frames: int) -> list[int]:

@@ -66,6 +66,7 @@ class Sam2MaskEngine(MaskEngine):
         self.model = model if model is not None else Sam2VideoModel(config)
         self.prompt_dim = int(config.mask_decoder_config.hidden_size)
         self.image_size = _side(config.image_size)
+        self.embedding_size = self.image_size // _side(config.prompt_encoder_config.patch_size)
         self.image_mean = tuple(float(v) for v in IMAGENET_DEFAULT_MEAN)
         self.image_std = tuple(float(v) for v in IMAGENET_DEFAULT_STD)
 
@@ -99,23 +100,31 @@ class Sam2MaskEngine(MaskEngine):
             maps=tuple(outputs.fpn_hidden_states), positions=tuple(outputs.fpn_position_encoding)
         )
 
-    def decode(self, features: FrameFeatures, prompt_embeds: torch.Tensor) -> torch.Tensor:
+    def decode(
+        self,
+        features: FrameFeatures,
+        prompt_embeds: torch.Tensor,
+        dense_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Mask logits ``[N, S, S]`` float32 from ``features`` (N frames) and ``prompt_embeds`` ``[N, P, C]``.
+
+        ``dense_embeds`` ``[N, C, h, w]`` (optional) is added to the no-mask dense embedding.
 
         Gradients flow into ``prompt_embeds`` and every mask-decoder parameter: the IoU and
         object-score heads, whose outputs the logits do not use, are tied in with weight 0 so that
         distributed training sees every trainable parameter in the graph.
         """
-        logits, iou_scores, object_scores = self._decode_heads(features, prompt_embeds)
+        logits, iou_scores, object_scores = self._decode_heads(features, prompt_embeds, dense_embeds)
         return logits + 0.0 * (iou_scores.sum() + object_scores.sum())
 
     def _decode_heads(
-        self, features: FrameFeatures, prompt_embeds: torch.Tensor
+        self, features: FrameFeatures, prompt_embeds: torch.Tensor, dense_embeds: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits ``[N, S, S]`` float32, IoU scores ``[N, 1, 1]`` and object-score logits ``[N, 1, 1]``."""
         if not isinstance(features, FrameFeatures):
             raise TypeError(f"features must come from encode(), got {type(features).__name__}")
         prompts = self._check_prompts(prompt_embeds, len(features))  # [N, P, C]
+        extra = self._check_dense(dense_embeds, len(features))  # [N, C, h, w] | None
         model = self.model
         high_res = self._project_high_res(features.maps[:-1])
         image_embeds = features.maps[-1]
@@ -125,6 +134,8 @@ class Sam2MaskEngine(MaskEngine):
         dense = model.prompt_encoder.no_mask_embed.weight.view(1, -1, 1, 1).expand(
             num_frames, -1, height, width
         )
+        if extra is not None:
+            dense = dense + extra
         with _first_mask_token(model.mask_decoder):
             low_res, iou_scores, _, object_scores = model.mask_decoder(
                 image_embeddings=image_embeds,
@@ -139,7 +150,11 @@ class Sam2MaskEngine(MaskEngine):
 
     @torch.no_grad()
     def propagate(
-        self, pixel_values: torch.Tensor, prompt_embeds: torch.Tensor, key_frames: Sequence[int]
+        self,
+        pixel_values: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        key_frames: Sequence[int],
+        dense_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Track one prompted object through a clip with SAM2 memory (inference only, no gradients).
 
@@ -147,6 +162,8 @@ class Sam2MaskEngine(MaskEngine):
             pixel_values: ``[T, 3, S, S]`` normalised frames.
             prompt_embeds: ``[P, C]`` prompt for the object.
             key_frames: frame indices where the prompt is decoded directly.
+            dense_embeds: optional ``[T, C, h, w]`` dense prompts per clip frame; the key-frame rows are
+                added to the key frames' no-mask dense embedding (memory tracking is unchanged).
 
         Returns:
             ``[T, S, S]`` float32 logits: decoded on key frames, propagated elsewhere (frames the
@@ -155,9 +172,13 @@ class Sam2MaskEngine(MaskEngine):
         pixel_values = self._check_pixel_values(pixel_values)
         prompts = self._check_prompts(prompt_embeds, None)
         keys = self._check_key_frames(key_frames, pixel_values.shape[0])
+        dense = self._check_dense(dense_embeds, pixel_values.shape[0])
+        key_dense = dense[keys] if dense is not None else None  # [K, C, h, w]
         with eval_mode(self.model):
             features = self.encode(pixel_values)
-            key_logits = self.decode(features.select(keys), prompts.expand(len(keys), -1, -1))  # [K, S, S]
+            key_logits = self.decode(
+                features.select(keys), prompts.expand(len(keys), -1, -1), key_dense
+            )  # [K, S, S]
             session = self._new_session(pixel_values, features)
             tracked = self._track(session, keys, key_logits)  # frame index -> [1, 1, 4h, 4w]
         logits = torch.empty(pixel_values.shape[0], self.image_size, self.image_size, device=self.device)

@@ -38,6 +38,7 @@ class SamMaskEngine(MaskEngine):
         self.model = model if model is not None else SamModel(config)
         self.prompt_dim = int(config.prompt_encoder_config.hidden_size)
         self.image_size = int(config.vision_config.image_size)
+        self.embedding_size = self.image_size // int(config.vision_config.patch_size)
         self.image_mean = tuple(float(v) for v in IMAGENET_DEFAULT_MEAN)
         self.image_std = tuple(float(v) for v in IMAGENET_DEFAULT_STD)
 
@@ -63,8 +64,15 @@ class SamMaskEngine(MaskEngine):
         image_embeds = self.model.vision_encoder(pixel_values).last_hidden_state  # [N, C, h, w]
         return FrameFeatures(maps=(image_embeds,))
 
-    def decode(self, features: FrameFeatures, prompt_embeds: torch.Tensor) -> torch.Tensor:
+    def decode(
+        self,
+        features: FrameFeatures,
+        prompt_embeds: torch.Tensor,
+        dense_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Mask logits ``[N, S, S]`` float32 from ``features`` (N frames) and ``prompt_embeds`` ``[N, P, C]``.
+
+        ``dense_embeds`` ``[N, C, h, w]`` (optional) is added to the no-mask dense embedding.
 
         Gradients flow into ``prompt_embeds`` and every mask-decoder parameter (the IoU head, whose
         output the logits do not use, is tied in with weight 0 for distributed training).
@@ -72,6 +80,7 @@ class SamMaskEngine(MaskEngine):
         if not isinstance(features, FrameFeatures):
             raise TypeError(f"features must come from encode(), got {type(features).__name__}")
         prompts = self._check_prompts(prompt_embeds, len(features))  # [N, P, C]
+        extra = self._check_dense(dense_embeds, len(features))  # [N, C, h, w] | None
         model = self.model
         image_embeds = features.maps[-1]  # [N, C, h, w]
         num_frames, _, height, width = image_embeds.shape
@@ -79,6 +88,8 @@ class SamMaskEngine(MaskEngine):
         dense = model.prompt_encoder.no_mask_embed.weight.view(1, -1, 1, 1).expand(
             num_frames, -1, height, width
         )
+        if extra is not None:
+            dense = dense + extra
         low_res, iou_scores = model.mask_decoder(
             image_embeddings=image_embeds,
             image_positional_embeddings=image_pe,
@@ -92,20 +103,31 @@ class SamMaskEngine(MaskEngine):
 
     @torch.no_grad()
     def propagate(
-        self, pixel_values: torch.Tensor, prompt_embeds: torch.Tensor, key_frames: Sequence[int]
+        self,
+        pixel_values: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        key_frames: Sequence[int],
+        dense_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Decode every frame of ``[T, 3, S, S]`` with the prompt ``[P, C]``; ``[T, S, S]`` float32 logits.
 
-        SAM has no memory, so ``key_frames`` (validated like SAM2's) do not change the result.
+        SAM has no memory, so ``key_frames`` (validated like SAM2's) do not change the result; every
+        row of ``dense_embeds`` ``[T, C, h, w]`` (optional) is used.
         """
         pixel_values = self._check_pixel_values(pixel_values)
         prompts = self._check_prompts(prompt_embeds, None)
         self._check_key_frames(key_frames, pixel_values.shape[0])
+        dense = self._check_dense(dense_embeds, pixel_values.shape[0])
+        dense_chunks = (
+            dense.split(_PROPAGATE_CHUNK)
+            if dense is not None
+            else [None] * len(pixel_values.split(_PROPAGATE_CHUNK))
+        )
         chunks = []
         with eval_mode(self.model):
-            for frames in pixel_values.split(_PROPAGATE_CHUNK):
+            for frames, extra in zip(pixel_values.split(_PROPAGATE_CHUNK), dense_chunks):
                 features = self.encode(frames)
-                chunks.append(self.decode(features, prompts.expand(frames.shape[0], -1, -1)))
+                chunks.append(self.decode(features, prompts.expand(frames.shape[0], -1, -1), extra))
         return torch.cat(chunks)
 
 
