@@ -1,0 +1,75 @@
+"""A resumable, rank-aware batch order over a map-style dataset.
+
+The global sample stream is the concatenation of passes over the dataset, pass ``p`` being the
+permutation ``randperm(len, seed + p)``. Global micro-step ``g`` consumes the ``world * batch`` samples
+starting at ``g * world * batch``; rank ``r`` takes its ``batch``-sized slice. The position is therefore
+one integer (global samples consumed), saved with each checkpoint: resuming with the same world size
+replays exactly the batches an uninterrupted run would have drawn.
+
+Items are ``(pass, index)`` keys; `PassIndexedDataset` sets the dataset's epoch to the pass before reading
+the index (inside the worker that reads it), so per-epoch randomness such as frame jitter of
+`mora.data` datasets (a pure function of seed, epoch and index) also replays exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+
+class PassIndexedDataset(Dataset):
+    """Reads ``(pass, index)`` keys from a map-style dataset, calling its ``set_epoch(pass)`` if it has one."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self._set_epoch = getattr(dataset, "set_epoch", None)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        if self._set_epoch is not None:
+            self._set_epoch(epoch)
+        return self.dataset[index]
+
+
+class ResumableBatchSampler:
+    """Infinite iterable of ``(pass, index)`` key lists for ``DataLoader(batch_sampler=...)`` over a
+    `PassIndexedDataset`."""
+
+    def __init__(
+        self, length: int, *, batch_size: int, rank: int, world_size: int, seed: int, start_sample: int = 0
+    ) -> None:
+        if length < 1:
+            raise ValueError("the training dataset is empty")
+        self.length = length
+        self.batch_size = batch_size
+        self.rank = rank
+        self.world_size = world_size
+        self.seed = seed
+        self.start_sample = start_sample
+        self._pass = -1
+        self._perm: torch.Tensor | None = None
+
+    @property
+    def samples_per_step(self) -> int:
+        """Global samples one micro-step consumes (all ranks)."""
+        return self.batch_size * self.world_size
+
+    def _key(self, position: int) -> tuple[int, int]:
+        p, offset = divmod(position, self.length)
+        if p != self._pass:
+            self._perm = torch.randperm(self.length, generator=torch.Generator().manual_seed(self.seed + p))
+            self._pass = p
+        return p, int(self._perm[offset])
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        position = self.start_sample
+        while True:
+            first = position + self.rank * self.batch_size
+            yield [self._key(first + i) for i in range(self.batch_size)]
+            position += self.samples_per_step

@@ -1,0 +1,145 @@
+"""What ``bash run.sh`` runs after set-up.
+
+    bash run.sh [key.sub=value ...]
+        the embedded default, on CPU: generate the synthetic dataset if missing, train the tiny config
+        (continuing an interrupted run), evaluate the export on the synthetic test split and print the
+        J&F table (written to <run>/eval/scores.json with the empty-mask baseline).
+    CONFIG=train/configs/<name>.yaml NGPU=8 [NNODES=2 HOSTFILE=hosts MASTER_ADDR=.. MASTER_PORT=..] \
+        bash run.sh [--resume [CKPT]] [key.sub=value ...]
+        the same entry (train/train.py) through the DeepSpeed launcher on one or many GPUs and nodes.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from mora.training.config import ConfigError  # noqa: E402
+from mora.training.config_io import load_run_config  # noqa: E402
+from mora.utils.logging import get_logger, setup_cli_logging  # noqa: E402
+
+logger = get_logger("launch")
+
+DEFAULT_CONFIG = "train/configs/tiny.yaml"
+SYNTHETIC_ROOT = "data/synthetic"
+SYNTHETIC_VIDEOS = 600
+
+
+def _run(cmd: list[str]) -> int:
+    logger.info("$ %s", shlex.join(cmd))
+    return subprocess.call(cmd, cwd=ROOT)
+
+
+def ensure_synthetic_data(root: Path, num_videos: int) -> int:
+    if (root / "test.json").is_file() and (root / "train.json").is_file():
+        return 0
+    return _run(
+        [
+            sys.executable,
+            "-m",
+            "data_prep.synthetic",
+            "--out",
+            str(root),
+            "--num-videos",
+            str(num_videos),
+            "--seed",
+            "0",
+        ]
+    )
+
+
+def default_flow(args: list[str]) -> int:
+    """Data (if missing) -> train (resuming) -> evaluate -> J&F table."""
+    try:
+        run = load_run_config(ROOT / DEFAULT_CONFIG, [a for a in args if "=" in a])
+    except ConfigError as err:
+        logger.error("bad configuration: %s", err)
+        return 2
+    synthetic = ROOT / SYNTHETIC_ROOT
+    rc = ensure_synthetic_data(synthetic, SYNTHETIC_VIDEOS)
+    if rc:
+        return rc
+    rc = _run([sys.executable, "train/train.py", "--config", DEFAULT_CONFIG, "--resume", "auto", *args])
+    if rc:
+        return rc
+    run_dir = ROOT / run.train.output_dir
+    export = run_dir / "export"
+    if not export.is_dir():
+        logger.error("training finished without an export in %s (checkpoint.export=false?)", export)
+        return 1
+    rc = _run(
+        [
+            sys.executable,
+            "eval/evaluate_groundmore.py",
+            "--model",
+            str(export),
+            "--data-root",
+            str(synthetic),
+            "--meta",
+            str(synthetic / "test.json"),
+            "--out",
+            str(run_dir / "eval"),
+        ]
+    )
+    if rc == 0:
+        logger.info("scores: %s", run_dir / "eval" / "scores.json")
+    return rc
+
+
+def deepspeed_command(env: dict[str, str], args: list[str]) -> list[str]:
+    """The DeepSpeed launcher command for ``CONFIG``/``NGPU``/``NNODES``/``HOSTFILE``."""
+    cmd = [sys.executable, "-m", "deepspeed.launcher.runner"]
+    if "HOSTFILE" in env:
+        cmd += ["--hostfile", env["HOSTFILE"]]
+    else:
+        cmd += ["--hostfile", "/dev/null"]  # single node: never pick up /job/hostfile by accident
+    if "NNODES" in env:
+        cmd += ["--num_nodes", env["NNODES"]]
+    if "NGPU" in env:
+        cmd += ["--num_gpus", env["NGPU"]]
+    if "MASTER_ADDR" in env:
+        cmd += ["--master_addr", env["MASTER_ADDR"]]
+    if "MASTER_PORT" in env:
+        cmd += ["--master_port", env["MASTER_PORT"]]
+    return [*cmd, "train/train.py", "--config", env["CONFIG"], *args]
+
+
+def main() -> int:
+    setup_cli_logging()
+    args = sys.argv[1:]
+    env = dict(os.environ)
+    if "CONFIG" not in env:
+        if "NGPU" in env or "NNODES" in env:
+            logger.error("NGPU/NNODES need CONFIG=train/configs/<name>.yaml")
+            return 2
+        return default_flow(args)
+    if not (ROOT / env["CONFIG"]).is_file() and not Path(env["CONFIG"]).is_file():
+        logger.error("CONFIG: config file not found: %s", env["CONFIG"])
+        return 2
+    for name in ("NGPU", "NNODES"):
+        if name in env and not env[name].isdigit():
+            logger.error("%s must be a positive integer, got %r", name, env[name])
+            return 2
+    if "HOSTFILE" in env and not Path(env["HOSTFILE"]).is_file():
+        logger.error("HOSTFILE: file not found: %s", env["HOSTFILE"])
+        return 2
+    try:  # fail on a bad config here, before the launcher starts any process
+        load_run_config(env["CONFIG"], [a for a in args if "=" in a and not a.startswith("-")])
+    except ConfigError as err:
+        logger.error("bad configuration: %s", err)
+        return 2
+    cmd = deepspeed_command(env, args)
+    logger.info("$ %s", shlex.join(cmd))
+    os.chdir(ROOT)
+    os.execv(cmd[0], cmd)
+    return 0  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())
