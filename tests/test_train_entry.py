@@ -165,7 +165,11 @@ def test_zero3_checkpoint_and_export(synthetic, tmp_path):
     out = tmp_path / "z3"
     _run(
         _train_cmd(
-            synthetic, out, "train.max_steps=1", "train.deepspeed=train/ds/zero3.json", "model.trainable.recipe=default"
+            synthetic,
+            out,
+            "train.max_steps=1",
+            "train.deepspeed=train/ds/zero3.json",
+            "model.trainable.recipe=default",
         )
     )
     assert json.loads((out / "deepspeed.json").read_text())["zero_optimization"]["stage"] == 3
