@@ -64,13 +64,28 @@ class MaskEngine(nn.Module, ABC):
     image_std: tuple[float, float, float]
     resize_mode: str
 
-    @abstractmethod
-    def image_encoder_modules(self) -> list[nn.Module]:
-        """Modules of the image encoder (frozen by default by the caller)."""
+    # The wrapped transformers model (``SamModel`` / ``Sam2VideoModel``); both name their parts
+    # ``vision_encoder`` and ``mask_decoder``.
+    model: nn.Module
+    model_class: type
 
-    @abstractmethod
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, **kwargs):
+        """Wrap ``cls.model_class.from_pretrained(name_or_path, **kwargs)`` (e.g. facebook/sam2.1-hiera-large,
+        facebook/sam-vit-huge)."""
+        model = cls.model_class.from_pretrained(name_or_path, **kwargs)
+        return cls(model.config, model=model)
+
+    @property
+    def config(self):
+        return self.model.config
+
+    def image_encoder_modules(self) -> list[nn.Module]:
+        """Modules frozen by ``freeze_image_encoder`` (the image encoder)."""
+        return [self.model.vision_encoder]
+
     def mask_decoder_modules(self) -> list[nn.Module]:
-        """Modules of the mask decoder (trained by default by the caller)."""
+        return [self.model.mask_decoder]
 
     @abstractmethod
     def encode(self, pixel_values: torch.Tensor) -> FrameFeatures:

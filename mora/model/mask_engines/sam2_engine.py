@@ -57,6 +57,7 @@ class Sam2MaskEngine(MaskEngine):
         model: an already built ``Sam2VideoModel`` for ``config`` (e.g. loaded with weights).
     """
 
+    model_class = Sam2VideoModel
     resize_mode = "squash"  # SAM2 resizes frames to S x S without keeping the aspect ratio
 
     def __init__(self, config: Sam2VideoConfig | Sam2Config, *, model: Sam2VideoModel | None = None) -> None:
@@ -69,22 +70,6 @@ class Sam2MaskEngine(MaskEngine):
         self.embedding_size = self.image_size // _side(config.prompt_encoder_config.patch_size)
         self.image_mean = tuple(float(v) for v in IMAGENET_DEFAULT_MEAN)
         self.image_std = tuple(float(v) for v in IMAGENET_DEFAULT_STD)
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, **kwargs) -> Sam2MaskEngine:
-        """Wrap ``Sam2VideoModel.from_pretrained(name_or_path, **kwargs)`` (e.g. facebook/sam2.1-hiera-large)."""
-        model = Sam2VideoModel.from_pretrained(name_or_path, **kwargs)
-        return cls(model.config, model=model)
-
-    @property
-    def config(self) -> Sam2VideoConfig:
-        return self.model.config
-
-    def image_encoder_modules(self) -> list[nn.Module]:
-        return [self.model.vision_encoder]
-
-    def mask_decoder_modules(self) -> list[nn.Module]:
-        return [self.model.mask_decoder]
 
     def encode(self, pixel_values: torch.Tensor) -> FrameFeatures:
         """Image-encoder (Hiera + FPN) features for ``pixel_values`` ``[N, 3, S, S]``.

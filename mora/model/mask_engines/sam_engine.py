@@ -11,7 +11,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 from transformers import SamConfig, SamModel
 from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
@@ -28,6 +27,7 @@ class SamMaskEngine(MaskEngine):
         model: an already built ``SamModel`` for ``config`` (e.g. loaded with weights).
     """
 
+    model_class = SamModel
     resize_mode = "longest_pad"  # SAM resizes the longest side to S and pads bottom/right
 
     def __init__(self, config: SamConfig, *, model: SamModel | None = None) -> None:
@@ -41,22 +41,6 @@ class SamMaskEngine(MaskEngine):
         self.embedding_size = self.image_size // int(config.vision_config.patch_size)
         self.image_mean = tuple(float(v) for v in IMAGENET_DEFAULT_MEAN)
         self.image_std = tuple(float(v) for v in IMAGENET_DEFAULT_STD)
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str, **kwargs) -> SamMaskEngine:
-        """Wrap ``SamModel.from_pretrained(name_or_path, **kwargs)`` (e.g. facebook/sam-vit-huge)."""
-        model = SamModel.from_pretrained(name_or_path, **kwargs)
-        return cls(model.config, model=model)
-
-    @property
-    def config(self) -> SamConfig:
-        return self.model.config
-
-    def image_encoder_modules(self) -> list[nn.Module]:
-        return [self.model.vision_encoder]
-
-    def mask_decoder_modules(self) -> list[nn.Module]:
-        return [self.model.mask_decoder]
 
     def encode(self, pixel_values: torch.Tensor) -> FrameFeatures:
         """Image embeddings ``[N, C, h, w]`` (h = S/16 for real SAM) for ``pixel_values`` ``[N, 3, S, S]``."""
