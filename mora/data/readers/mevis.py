@@ -17,7 +17,7 @@ from typing import Any
 
 from mora.data.errors import DatasetFormatError
 from mora.data.masks import EmptyMaskTrack, MaskTrack, RLEMaskTrack
-from mora.data.readers.common import Issues, load_json, report
+from mora.data.readers.common import Issues, load_json, report, video_frames_and_expressions
 from mora.data.readers.refytvos import first_image_size
 from mora.data.schema import VideoSample
 from mora.utils.io import UnsafePathError, safe_join
@@ -65,14 +65,10 @@ def _read(
         except UnsafePathError as exc:
             report(issues, meta_path, str(exc))
             continue
-        frames = [str(f) for f in entry.get("frames", [])]
-        expressions = entry.get("expressions")
-        if not frames or not isinstance(expressions, dict):
-            report(issues, meta_path, f'video {vid!r} lacks "frames" or "expressions"')
+        checked = video_frames_and_expressions(entry, vid, vdir, meta_path, issues)
+        if checked is None:
             continue
-        if not vdir.is_dir():
-            report(issues, vdir, "frame folder does not exist")
-            continue
+        frames, expressions = checked
         if "height" in entry and "width" in entry:
             size = (int(entry["height"]), int(entry["width"]))
         else:

@@ -15,7 +15,7 @@ from PIL import Image
 
 from mora.data.errors import DatasetFormatError
 from mora.data.masks import PaletteMaskTrack
-from mora.data.readers.common import Issues, load_json, report
+from mora.data.readers.common import Issues, load_json, report, video_frames_and_expressions
 from mora.data.schema import VideoSample
 from mora.utils.io import UnsafePathError, safe_join
 from mora.utils.logging import get_logger
@@ -75,14 +75,10 @@ def read_refytvos(
         except UnsafePathError as exc:
             report(issues, meta_path, str(exc))
             continue
-        frames = [str(f) for f in entry.get("frames", [])]
-        expressions = entry.get("expressions")
-        if not frames or not isinstance(expressions, dict):
-            report(issues, meta_path, f'video {vid!r} lacks "frames" or "expressions"')
+        checked = video_frames_and_expressions(entry, vid, vdir, meta_path, issues)
+        if checked is None:
             continue
-        if not vdir.is_dir():
-            report(issues, vdir, "frame folder does not exist")
-            continue
+        frames, expressions = checked
         pngs = {p.stem: p for p in adir.glob("*.png")} if adir.is_dir() else {}
         files = [pngs.get(f) for f in frames]
         size = first_image_size(vdir, frames[0])
