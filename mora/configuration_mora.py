@@ -40,6 +40,8 @@ class MoRAConfig(PretrainedConfig):
         num_frames: frames the language model sees (sampled uniformly from the frames given).
         use_motion_tokens: feed inter-frame difference tokens to the language model and temporal head.
         motion_grid: g; each frame difference is pooled to a g x g grid (g*g tokens per difference).
+        motion_pixel_fold: r; > 0 also feeds each motion token the two frames' pixels pooled to
+            ``g*r x g*r`` and folded per cell (`MotionTokenizer`); 0 = feature differences only.
         use_motion_dense_prompt: give the mask decoder a dense motion prompt per frame
             (`mora.model.motion_prompt.MotionDensePrompt`: differences of the engine's image embeddings and
             of the frames to the neighbouring frames, zero-initialised output). True for new configs; a
@@ -80,6 +82,7 @@ class MoRAConfig(PretrainedConfig):
     num_frames: int = 8
     use_motion_tokens: bool = True
     motion_grid: int = 4
+    motion_pixel_fold: int = 0
     use_motion_dense_prompt: bool = True
     motion_dense_prompt_dim: int = 128
     frame_prompts: bool = False
@@ -132,6 +135,8 @@ class MoRAConfig(PretrainedConfig):
             )
         if self.num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
+        if self.motion_pixel_fold < 0:
+            raise ValueError(f"motion_pixel_fold must be >= 0, got {self.motion_pixel_fold}")
         if self.motion_grid < 1:
             raise ValueError(f"motion_grid must be >= 1, got {self.motion_grid}")
         if self.motion_dense_prompt_dim < 1:

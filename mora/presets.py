@@ -90,8 +90,18 @@ def _tiny_vlm(backbone: str, text: dict):
     raise ValueError(f"backbone must be 'llava' or 'qwen2_5_vl', got {backbone!r}")
 
 
-def tiny(backbone: str = "llava", mask_engine: str = "sam2", *, num_frames: int = 8) -> MoRAConfig:
-    """A tiny random MoRA (LM hidden 128, 4 layers; 64-px frames) matching `build_tiny_tokenizer`."""
+def tiny(
+    backbone: str = "llava",
+    mask_engine: str = "sam2",
+    *,
+    num_frames: int = 8,
+    mask_image_size: int | None = None,
+) -> MoRAConfig:
+    """A tiny random MoRA (LM hidden 128, 4 layers; 64-px frames) matching `build_tiny_tokenizer`.
+
+    ``mask_image_size``: side of the mask engine's frames (default: the backbone's 64 px); SAM2's image
+    embedding is a ``mask_image_size / 16`` grid.
+    """
     from mora.processing.tokenizer import build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()
@@ -111,7 +121,7 @@ def tiny(backbone: str = "llava", mask_engine: str = "sam2", *, num_frames: int 
     vlm, template = _tiny_vlm(backbone, text)
     config = MoRAConfig(
         vlm_config=vlm,
-        mask_engine_config=_tiny_mask_engine(mask_engine, TINY_IMAGE_SIZE),
+        mask_engine_config=_tiny_mask_engine(mask_engine, mask_image_size or TINY_IMAGE_SIZE),
         backbone_family=backbone,
         num_frames=num_frames,
         motion_grid=4,

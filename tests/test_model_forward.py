@@ -14,7 +14,11 @@ COMBOS = [("llava", "sam2"), ("llava", "sam"), ("qwen2_5_vl", "sam2"), ("qwen2_5
 @pytest.mark.parametrize(
     ("backbone", "engine", "overrides"),
     [(*combo, {}) for combo in COMBOS]
-    + [("llava", "sam2", {"frame_prompts": True}), ("qwen2_5_vl", "sam", {"use_motion_tokens": False})],
+    + [
+        ("llava", "sam2", {"frame_prompts": True}),
+        ("qwen2_5_vl", "sam", {"use_motion_tokens": False}),
+        ("qwen2_5_vl", "sam2", {"motion_pixel_fold": 2}),
+    ],
 )
 def test_forward_backward_every_backbone_and_engine(backbone, engine, overrides):
     model = tiny_model(backbone, engine, **overrides)
@@ -165,3 +169,24 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients():
     torch.testing.assert_close(checkpointed.loss, plain.loss)
     for name, grad in grads.items():
         torch.testing.assert_close(dict(model.named_parameters())[name].grad, grad, atol=1e-5, rtol=1e-4)
+
+
+def test_motion_tokenizer_pixel_fold_sees_sub_patch_motion():
+    from mora.model.heads import MotionTokenizer
+
+    torch.manual_seed(0)
+    B, T, g, r = 2, 3, 2, 4
+    grid = torch.randn(B, T, 4, 4, 8)  # [B, T, h, w, d]
+    pixels = torch.randn(B, T, 3, 32, 32)
+    plain, folded = MotionTokenizer(8, 16, g), MotionTokenizer(8, 16, g, pixel_fold=r)
+    assert folded.proj[0].in_features == 8 + 2 * 3 * r * r
+    assert plain(grid).shape == folded(grid, pixels).shape == (B, T - 1, g * g, 16)
+    moved = pixels.clone()
+    moved[0, 2] = torch.roll(moved[0, 2], shifts=1, dims=-1)  # a 1-pixel shift of frame 2 of clip 0
+    a, b = folded(grid, pixels), folded(grid, moved)
+    assert not torch.allclose(a[0, 1], b[0, 1])  # the token of (frame 1 -> frame 2) changed
+    assert torch.equal(a[0, 0], b[0, 0]) and torch.equal(a[1], b[1])  # the others did not
+    with pytest.raises(ValueError, match="pixel_values"):
+        folded(grid)
+    with pytest.raises(ValueError, match="pixel_fold"):
+        MotionTokenizer(8, 16, g, pixel_fold=-1)

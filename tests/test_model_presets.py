@@ -69,3 +69,21 @@ def test_no_module_imports_torchvision():
             if any(n == "torchvision" or n.startswith("torchvision.") for n in names):
                 offenders.append(str(path))
     assert not offenders
+
+
+@pytest.mark.parametrize(("engine", "grid_stride"), [("sam2", 16), ("sam", 8)])
+def test_tiny_mask_image_size_sets_the_engine_resolution(engine, grid_stride):
+    from mora.processing.processing_mora import MoRAProcessor
+    from mora.processing.tokenizer import build_tiny_tokenizer
+
+    config = presets.tiny(mask_engine=engine, mask_image_size=128)
+    assert config.backbone_image_size == presets.TINY_IMAGE_SIZE
+    model = _meta_model(config)
+    assert model.mask_engine.image_size == 128 and model.mask_engine.embedding_size == 128 // grid_stride
+    processor = MoRAProcessor.from_config(config, build_tiny_tokenizer())
+    pixel_values, mask_pixel_values, _ = processor.prepare_frames(
+        torch.zeros(3, 48, 80, 3, dtype=torch.uint8).numpy()
+    )
+    assert pixel_values.shape[-2:] == (64, 64) and mask_pixel_values.shape[-2:] == (128, 128)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        presets.tiny(mask_engine="sam2", mask_image_size=80)

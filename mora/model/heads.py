@@ -19,29 +19,48 @@ class MotionTokenizer(nn.Module):
     """Inter-frame difference tokens.
 
     D_t = F_t - F_{t-1} on the vision grid, average-pooled to g x g, then a two-layer MLP to width D.
+    With ``pixel_fold`` r > 0, each token also sees the two frames' pixels area-pooled to ``g*r x g*r``
+    and folded into ``2 * 3 * r * r`` channels per cell (``pixel_unshuffle``): raw motion below the
+    backbone's patch size (which way an edge moved) reaches the token without having to be learned by
+    the vision tower first.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, grid: int) -> None:
+    def __init__(self, in_dim: int, out_dim: int, grid: int, pixel_fold: int = 0) -> None:
         super().__init__()
-        self.grid = grid
+        if pixel_fold < 0:
+            raise ValueError(f"pixel_fold must be >= 0, got {pixel_fold}")
+        self.grid, self.pixel_fold = grid, pixel_fold
+        in_dim = in_dim + 2 * 3 * pixel_fold * pixel_fold
         self.proj = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
 
-    def forward(self, grid_features: torch.Tensor) -> torch.Tensor:
+    def forward(self, grid_features: torch.Tensor, pixel_values: torch.Tensor | None = None) -> torch.Tensor:
         """Motion tokens of consecutive frames.
 
         Args:
             grid_features: ``[B, T, h, w, d]`` per-frame features.
+            pixel_values: ``[B, T, 3, H, W]`` the same frames (required when ``pixel_fold`` > 0).
 
         Returns:
             ``[B, T - 1, g * g, D]`` (empty along dim 1 when T == 1).
         """
         B, T, h, w, d = grid_features.shape
+        g = self.grid
         diffs = grid_features[:, 1:] - grid_features[:, :-1]  # [B, T-1, h, w, d]
         diffs = diffs.permute(0, 1, 4, 2, 3).reshape(B * (T - 1), d, h, w)  # [B*(T-1), d, h, w]
-        pooled = F.adaptive_avg_pool2d(diffs, self.grid)  # [B*(T-1), d, g, g]
-        pooled = pooled.flatten(2).transpose(1, 2)  # [B*(T-1), g*g, d]
-        tokens = self.proj(pooled.to(self.proj[0].weight.dtype))  # [B*(T-1), g*g, D]
-        return tokens.view(B, T - 1, self.grid * self.grid, -1)
+        pooled = F.adaptive_avg_pool2d(diffs, g)  # [B*(T-1), d, g, g]
+        dtype = self.proj[0].weight.dtype
+        if self.pixel_fold:
+            if pixel_values is None or pixel_values.shape[:2] != (B, T) or pixel_values.ndim != 5:
+                got = None if pixel_values is None else list(pixel_values.shape)
+                raise ValueError(f"pixel_fold > 0 needs pixel_values [B={B}, T={T}, 3, H, W], got {got}")
+            r = self.pixel_fold
+            pix = F.adaptive_avg_pool2d(pixel_values.flatten(0, 1).to(dtype), g * r)  # [B*T, 3, g*r, g*r]
+            pix = F.pixel_unshuffle(pix, r).view(B, T, 3 * r * r, g, g)
+            pairs = torch.cat([pix[:, :-1], pix[:, 1:]], dim=2).flatten(0, 1)  # [B*(T-1), 6*r*r, g, g]
+            pooled = torch.cat([pooled.to(dtype), pairs], dim=1)
+        pooled = pooled.flatten(2).transpose(1, 2)  # [B*(T-1), g*g, d (+ 6*r*r)]
+        tokens = self.proj(pooled.to(dtype))  # [B*(T-1), g*g, D]
+        return tokens.view(B, T - 1, g * g, -1)
 
 
 class SegProjector(nn.Sequential):

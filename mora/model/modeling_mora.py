@@ -78,7 +78,12 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             else None
         )
         self.motion_tokenizer = (
-            MotionTokenizer(self.adapter.motion_input_dim, hidden, config.motion_grid)
+            MotionTokenizer(
+                self.adapter.motion_input_dim,
+                hidden,
+                config.motion_grid,
+                getattr(config, "motion_pixel_fold", 0),
+            )
             if config.use_motion_tokens
             else None
         )
@@ -128,7 +133,9 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         if pixel_values.ndim != 5:
             raise ValueError(f"pixel_values must be [B, T, 3, h, w], got {tuple(pixel_values.shape)}")
         features = self.adapter.frame_features(pixel_values)
-        motion = self.motion_tokenizer(features.grid) if self.motion_tokenizer is not None else None
+        motion = (
+            self.motion_tokenizer(features.grid, pixel_values) if self.motion_tokenizer is not None else None
+        )
         llm_idx = sample_frame_indices(pixel_values.shape[1], self.config.num_frames)
         return features, motion, llm_idx
 
@@ -153,7 +160,8 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         embeds = self.adapter.embed_tokens(input_ids)  # [B, L, D]
         embeds = _scatter_placeholders(embeds, input_ids, cfg.video_token_id, video, "video")
         if self.motion_tokenizer is not None:
-            motion = self.motion_tokenizer(llm_features.grid).flatten(1, 2)  # [B, (T_llm-1)*g*g, D]
+            motion = self.motion_tokenizer(llm_features.grid, pixel_values[:, llm_idx])
+            motion = motion.flatten(1, 2)  # [B, (T_llm-1)*g*g, D]
             embeds = _scatter_placeholders(embeds, input_ids, cfg.motion_token_id, motion, "motion")
         elif bool((input_ids == cfg.motion_token_id).any()):
             raise ValueError(
