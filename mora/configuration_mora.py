@@ -23,6 +23,7 @@ BACKBONE_FAMILIES = ("llava", "qwen2_5_vl")
 _FAMILY_MODEL_TYPE = {"llava": "llava", "qwen2_5_vl": "qwen2_5_vl"}
 MASK_ENGINE_MODEL_TYPES = ("sam2", "sam2_video", "sam")
 PROPAGATION_MODES = ("memory", "per_frame")
+VIDEO_POOLINGS = ("videochatgpt", "frame_grid")
 RESIZE_MODES = ("squash", "longest_pad")
 
 
@@ -40,6 +41,12 @@ class MoRAConfig(PretrainedConfig):
         num_frames: frames the language model sees (sampled uniformly from the frames given).
         use_motion_tokens: feed inter-frame difference tokens to the language model and temporal head.
         motion_grid: g; each frame difference is pooled to a g x g grid (g*g tokens per difference).
+        video_pooling: how LLaVA-family frames become video tokens: ``"videochatgpt"`` (MoRA's: the patch
+            grid averaged over time, h*w tokens, plus one spatial mean per frame, T tokens) or
+            ``"frame_grid"`` (each frame's patch grid average-pooled to ``video_pool_grid`` squared tokens,
+            T*p*p tokens: where things are in every frame, not only on average). Qwen2.5-VL keeps its own
+            spatio-temporal patches.
+        video_pool_grid: p of ``"frame_grid"``.
         motion_pixel_fold: r; > 0 also feeds each motion token the two frames' pixels pooled to
             ``g*r x g*r`` and folded per cell (`MotionTokenizer`); 0 = feature differences only.
         use_motion_dense_prompt: give the mask decoder a dense motion prompt per frame
@@ -47,6 +54,11 @@ class MoRAConfig(PretrainedConfig):
             of the frames to the neighbouring frames, zero-initialised output). True for new configs; a
             saved config without this field (checkpoints from before it existed) loads with False.
         motion_dense_prompt_dim: width of the `MotionDensePrompt` conv stack.
+        use_seg_correlation: give the mask decoder a dense prompt from the correlation of the ``[SEG]`` state
+            with every cell of the image-embedding grid (`mora.model.seg_correlation.SegCorrelationPrompt`,
+            zero-initialised output), supervised by the target mask pooled to the grid. Off by default (the
+            paper's model); the tiny preset turns it on.
+        seg_correlation_dim: width of its query / key space.
         frame_prompts: add a per-frame prompt token (the ``[SEG]`` state's attention readout over the
             frame's visual + motion tokens) beside the ``[SEG]`` projection.
         seg_hidden_offset: 0 = the ``[SEG]`` token's own hidden state; -1 = the state before it (LISA).
@@ -56,7 +68,9 @@ class MoRAConfig(PretrainedConfig):
         backbone_resize_mode: ``"squash"`` (resize to a square) or ``"longest_pad"``.
         backbone_image_mean, backbone_image_std: normalisation of backbone frames, 0..1 units.
         chat_template: ``"vicuna_v1"`` (USER: ... ASSISTANT: ...) or ``"chatml"`` (Qwen).
-        ce_loss_weight, mask_bce_loss_weight, mask_dice_loss_weight, temporal_loss_weight: loss weights.
+        ce_loss_weight, mask_bce_loss_weight, mask_dice_loss_weight, temporal_loss_weight,
+        correlation_loss_weight: loss weights (the last one: BCE of the ``[SEG]`` correlation map against
+            the target mask pooled to the grid; used only with ``use_seg_correlation``).
         propagation: ``"memory"`` (SAM2 key-frame decode + memory propagation) or ``"per_frame"``.
         span_threshold: in-span probability above which a frame counts as inside the motion span.
         max_new_tokens: generation budget of ``predict(mode="generate")``.
@@ -82,9 +96,13 @@ class MoRAConfig(PretrainedConfig):
     num_frames: int = 8
     use_motion_tokens: bool = True
     motion_grid: int = 4
+    video_pooling: str = "videochatgpt"
+    video_pool_grid: int = 4
     motion_pixel_fold: int = 0
     use_motion_dense_prompt: bool = True
     motion_dense_prompt_dim: int = 128
+    use_seg_correlation: bool = False
+    seg_correlation_dim: int = 64
     frame_prompts: bool = False
     seg_hidden_offset: int = 0
     loc_hidden_offset: int = 0
@@ -98,6 +116,7 @@ class MoRAConfig(PretrainedConfig):
     mask_bce_loss_weight: float = 2.0
     mask_dice_loss_weight: float = 0.5
     temporal_loss_weight: float = 1.0
+    correlation_loss_weight: float = 1.0
     propagation: str = "memory"
     span_threshold: float = 0.5
     max_new_tokens: int = 32
@@ -137,8 +156,16 @@ class MoRAConfig(PretrainedConfig):
             raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
         if self.motion_pixel_fold < 0:
             raise ValueError(f"motion_pixel_fold must be >= 0, got {self.motion_pixel_fold}")
+        if self.video_pooling not in VIDEO_POOLINGS:
+            raise ValueError(f"video_pooling must be one of {VIDEO_POOLINGS}, got {self.video_pooling!r}")
+        if self.video_pool_grid < 1:
+            raise ValueError(f"video_pool_grid must be >= 1, got {self.video_pool_grid}")
+        if self.video_pooling != "videochatgpt" and self.backbone_family != "llava":
+            raise ValueError(f"video_pooling={self.video_pooling!r} applies to the llava family only")
         if self.motion_grid < 1:
             raise ValueError(f"motion_grid must be >= 1, got {self.motion_grid}")
+        if self.seg_correlation_dim < 1:
+            raise ValueError(f"seg_correlation_dim must be >= 1, got {self.seg_correlation_dim}")
         if self.motion_dense_prompt_dim < 1:
             raise ValueError(f"motion_dense_prompt_dim must be >= 1, got {self.motion_dense_prompt_dim}")
         if self.propagation not in PROPAGATION_MODES:
@@ -161,6 +188,7 @@ class MoRAConfig(PretrainedConfig):
             "mask_bce_loss_weight",
             "mask_dice_loss_weight",
             "temporal_loss_weight",
+            "correlation_loss_weight",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -130,6 +130,10 @@ def tiny(
         chat_template=template,
         propagation="per_frame",
         max_new_tokens=24,
+        # a model trained from scratch in minutes needs the short paths: sub-patch motion in the motion
+        # tokens and a supervised [SEG] correlation map (train/README.md, "What the tiny default learns")
+        motion_pixel_fold=4,
+        use_seg_correlation=True,
     )
     _apply_tiny_token_ids(config, tokenizer)
     return config

@@ -18,6 +18,7 @@ COMBOS = [("llava", "sam2"), ("llava", "sam"), ("qwen2_5_vl", "sam2"), ("qwen2_5
         ("llava", "sam2", {"frame_prompts": True}),
         ("qwen2_5_vl", "sam", {"use_motion_tokens": False}),
         ("qwen2_5_vl", "sam2", {"motion_pixel_fold": 2}),
+        ("llava", "sam", {"video_pooling": "frame_grid", "video_pool_grid": 2}),
     ],
 )
 def test_forward_backward_every_backbone_and_engine(backbone, engine, overrides):
@@ -50,6 +51,7 @@ def test_loss_matches_weighted_parts():
         + cfg.mask_bce_loss_weight * out.loss_mask_bce
         + cfg.mask_dice_loss_weight * out.loss_mask_dice
         + cfg.temporal_loss_weight * out.loss_temporal
+        + cfg.correlation_loss_weight * out.loss_correlation
     )
     torch.testing.assert_close(out.loss, expected)
 
@@ -190,3 +192,48 @@ def test_motion_tokenizer_pixel_fold_sees_sub_patch_motion():
         folded(grid)
     with pytest.raises(ValueError, match="pixel_fold"):
         MotionTokenizer(8, 16, g, pixel_fold=-1)
+
+
+def test_motion_pairs_follow_the_stride_of_longer_clips():
+    """On a clip longer than the LM's frame count the heads compare frames motion_stride(T) apart."""
+    from mora.model.heads import MotionTokenizer, temporal_frame_tokens
+
+    model = tiny_model()
+    n = model.config.num_frames
+    assert [model.motion_stride(T) for T in (1, n, n + 1, 2 * n, 20 * n // 8)] == [1, 1, 1, 2, 3]
+    torch.manual_seed(0)
+    grid = torch.randn(1, 7, 4, 4, 8)
+    tokenizer = MotionTokenizer(8, 16, 2)
+    pairs = tokenizer(grid, stride=3)
+    assert pairs.shape == (1, 4, 4, 16)
+    torch.testing.assert_close(pairs[:, 1:2], tokenizer(grid[:, [1, 4]]))  # pair (1, 4)
+    keys = temporal_frame_tokens(torch.zeros(1, 7, 5, 16), pairs)  # [B, T, n + 2m, D]
+    assert keys.shape == (1, 7, 5 + 8, 16)
+    torch.testing.assert_close(keys[0, 4, 5:9], pairs[0, 1])  # motion into frame 4 comes from frame 1
+    torch.testing.assert_close(keys[0, 1, 9:], pairs[0, 1])  # motion out of frame 1 goes to frame 4
+    assert keys[0, :3, 5:9].abs().sum() == 0 and keys[0, 4:, 9:].abs().sum() == 0  # no partner frame
+    with pytest.raises(ValueError, match="stride"):
+        tokenizer(grid, stride=0)
+
+
+def test_frame_grid_video_tokens_keep_every_frame_layout():
+    from mora.model.visual_layout import VisualLayout
+
+    model = tiny_model("llava", "sam2", video_pooling="frame_grid", video_pool_grid=2)
+    layout = VisualLayout.from_config(model.config)
+    n = model.config.num_frames
+    assert layout.num_video_tokens(n) == n * 4 and layout.num_video_tokens(3) == 3 * 4
+    batch = training_batch(model.processor)
+    assert int((batch["input_ids"][0] == model.config.video_token_id).sum()) == NUM_FRAMES * 4
+    pixels = batch["pixel_values"]
+    features = model.adapter.frame_features(pixels)
+    tokens = model.adapter.video_tokens(pixels, features)  # [B, T*p*p, D]
+    assert tokens.shape == (2, NUM_FRAMES * 4, model.config.hidden_size)
+    moved = features.grid.clone()
+    moved[:, 1] = 0  # change frame 1 only: only its 4 tokens change
+    changed = model.adapter.video_tokens(pixels, type(features)(grid=moved, tokens=features.tokens)) != tokens
+    assert changed.any(-1)[0].nonzero().flatten().tolist() == [4, 5, 6, 7]
+    with pytest.raises(ValueError, match="video_pooling"):
+        tiny_model("llava", "sam2", video_pooling="mean")
+    with pytest.raises(ValueError, match="llava family only"):
+        tiny_model("qwen2_5_vl", "sam2", video_pooling="frame_grid")

@@ -11,7 +11,7 @@ import torch
 from model_testing import NUM_FRAMES, moving_square_clip, tiny_config, tiny_model, training_batch
 
 from mora.configuration_mora import MoRAConfig
-from mora.model.inference import _window_motion
+from mora.model.inference import _window_prompts
 from mora.model.mask_engines import build_mask_engine, tiny_sam2_config, tiny_sam_config
 from mora.model.modeling_mora import MoRAForVideoGrounding
 from mora.model.motion_prompt import MotionDensePrompt, neighbour_differences
@@ -87,6 +87,11 @@ def test_neighbour_differences_have_zero_ends():
     d = neighbour_differences(x)
     assert d.shape == (1, 4, 2, 1)
     assert d[0, :, 0, 0].tolist() == [0, 1, 3, 5] and d[0, :, 1, 0].tolist() == [1, 3, 5, 0]
+    d2 = neighbour_differences(x, stride=2)  # x[t] - x[t-2], x[t+2] - x[t]
+    assert d2[0, :, 0, 0].tolist() == [0, 0, 4, 8] and d2[0, :, 1, 0].tolist() == [4, 8, 0, 0]
+    assert neighbour_differences(x, stride=9).abs().sum() == 0  # no partner frame at all
+    with pytest.raises(ValueError, match="stride"):
+        neighbour_differences(x, stride=0)
 
 
 def test_motion_dense_prompt_shapes_zero_init_and_static_clip():
@@ -105,8 +110,8 @@ def test_motion_dense_prompt_shapes_zero_init_and_static_clip():
 # ------------------------------------------------------------------ the model
 @pytest.mark.parametrize("engine", ENGINE_KINDS)
 def test_switch_on_equals_switch_off_at_init(engine):
-    on = tiny_model("llava", engine, seed=0).eval()
-    off = tiny_model("llava", engine, seed=0, use_motion_dense_prompt=False).eval()
+    on = tiny_model("llava", engine, seed=0, use_seg_correlation=False).eval()
+    off = tiny_model("llava", engine, seed=0, use_motion_dense_prompt=False, use_seg_correlation=False).eval()
     assert on.config.use_motion_dense_prompt and on.motion_dense_prompt is not None
     assert off.motion_dense_prompt is None
     assert not any(k.startswith("motion_dense_prompt.") for k in off.state_dict())
@@ -172,14 +177,17 @@ def test_config_without_the_field_loads_switched_off(tmp_path):
     assert tiny_config().use_motion_dense_prompt is True  # new configs have it on
 
 
-def test_predict_window_prompts_equal_whole_clip_prompts():
+@pytest.mark.parametrize("num_frames", [NUM_FRAMES, 3 * NUM_FRAMES + 2])
+def test_predict_window_prompts_equal_whole_clip_prompts(num_frames):
     model = tiny_model("llava", "sam2", seed=5).eval()
     _randomise(model.motion_dense_prompt)
-    pix = torch.randn(NUM_FRAMES, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert model.motion_stride(num_frames) == (1 if num_frames == NUM_FRAMES else 3)
+    pix = torch.randn(num_frames, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    last = num_frames - 1
     with torch.no_grad():
         whole = model.motion_dense_embeds(model.engine_features(pix), pix[None])
-        for frames in ([0, 1, 2], [2, 3, 4, 5], [5], [0]):
-            feats, dense = _window_motion(model, pix, frames)
+        for frames in ([0, 1, 2], [2, 3, 4, 5], [last - 1, last], [5], [0], [last]):
+            feats, dense = _window_prompts(model, pix, frames)
             assert len(feats) == len(frames)
             torch.testing.assert_close(dense, whole[frames], atol=1e-5, rtol=1e-5)
 
@@ -200,7 +208,9 @@ def test_predict_with_the_motion_prompt(engine, propagation):
 def test_switching_on_for_an_old_checkpoint_starts_from_zero_init(tmp_path):
     """``from_pretrained(old, use_motion_dense_prompt=True)``: the missing module is freshly initialised
     (finite, zero output), so the loaded model starts exactly where the old one was."""
-    model = tiny_model("llava", "sam2", seed=7, use_motion_dense_prompt=False).eval()
+    model = tiny_model(
+        "llava", "sam2", seed=7, use_motion_dense_prompt=False, use_seg_correlation=False
+    ).eval()
     model.save_pretrained(tmp_path)
     loaded, info = MoRAForVideoGrounding.from_pretrained(
         tmp_path, use_motion_dense_prompt=True, output_loading_info=True

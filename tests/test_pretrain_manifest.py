@@ -18,7 +18,8 @@ def test_manifest_entries_have_repo_ids():
 def test_unknown_name_is_a_user_error():
     proc = subprocess.run(
         [sys.executable, str(ROOT / "pretrain_weights" / "download.py"), "no-such-weights"],
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 2
     assert "unknown weight name" in proc.stderr and "Traceback" not in proc.stderr

@@ -33,21 +33,26 @@ class MotionTokenizer(nn.Module):
         in_dim = in_dim + 2 * 3 * pixel_fold * pixel_fold
         self.proj = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
 
-    def forward(self, grid_features: torch.Tensor, pixel_values: torch.Tensor | None = None) -> torch.Tensor:
-        """Motion tokens of consecutive frames.
+    def forward(
+        self, grid_features: torch.Tensor, pixel_values: torch.Tensor | None = None, stride: int = 1
+    ) -> torch.Tensor:
+        """Motion tokens of frame pairs ``(t, t + s)``.
 
         Args:
             grid_features: ``[B, T, h, w, d]`` per-frame features.
             pixel_values: ``[B, T, 3, H, W]`` the same frames (required when ``pixel_fold`` > 0).
+            stride: s, the distance between the two frames of a pair (1 = consecutive frames).
 
         Returns:
-            ``[B, T - 1, g * g, D]`` (empty along dim 1 when T == 1).
+            ``[B, T - s, g * g, D]`` (empty along dim 1 when T <= s).
         """
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
         B, T, h, w, d = grid_features.shape
-        g = self.grid
-        diffs = grid_features[:, 1:] - grid_features[:, :-1]  # [B, T-1, h, w, d]
-        diffs = diffs.permute(0, 1, 4, 2, 3).reshape(B * (T - 1), d, h, w)  # [B*(T-1), d, h, w]
-        pooled = F.adaptive_avg_pool2d(diffs, g)  # [B*(T-1), d, g, g]
+        g, s = self.grid, min(stride, T)
+        diffs = grid_features[:, s:] - grid_features[:, : T - s]  # [B, T-s, h, w, d]
+        diffs = diffs.permute(0, 1, 4, 2, 3).reshape(B * (T - s), d, h, w)  # [B*(T-s), d, h, w]
+        pooled = F.adaptive_avg_pool2d(diffs, g)  # [B*(T-s), d, g, g]
         dtype = self.proj[0].weight.dtype
         if self.pixel_fold:
             if pixel_values is None or pixel_values.shape[:2] != (B, T) or pixel_values.ndim != 5:
@@ -56,11 +61,11 @@ class MotionTokenizer(nn.Module):
             r = self.pixel_fold
             pix = F.adaptive_avg_pool2d(pixel_values.flatten(0, 1).to(dtype), g * r)  # [B*T, 3, g*r, g*r]
             pix = F.pixel_unshuffle(pix, r).view(B, T, 3 * r * r, g, g)
-            pairs = torch.cat([pix[:, :-1], pix[:, 1:]], dim=2).flatten(0, 1)  # [B*(T-1), 6*r*r, g, g]
+            pairs = torch.cat([pix[:, : T - s], pix[:, s:]], dim=2).flatten(0, 1)  # [B*(T-s), 6*r*r, g, g]
             pooled = torch.cat([pooled.to(dtype), pairs], dim=1)
-        pooled = pooled.flatten(2).transpose(1, 2)  # [B*(T-1), g*g, d (+ 6*r*r)]
-        tokens = self.proj(pooled.to(dtype))  # [B*(T-1), g*g, D]
-        return tokens.view(B, T - 1, g * g, -1)
+        pooled = pooled.flatten(2).transpose(1, 2)  # [B*(T-s), g*g, d (+ 6*r*r)]
+        tokens = self.proj(pooled.to(dtype))  # [B*(T-s), g*g, D]
+        return tokens.view(B, T - s, g * g, -1)
 
 
 class SegProjector(nn.Sequential):
@@ -129,15 +134,21 @@ def temporal_frame_tokens(visual_tokens: torch.Tensor, motion_tokens: torch.Tens
 
     Args:
         visual_tokens: ``[B, T, n, D]`` projected per-frame tokens.
-        motion_tokens: ``[B, T - 1, m, D]`` motion tokens of consecutive frames, or None.
+        motion_tokens: ``[B, T - s, m, D]`` motion tokens of the frame pairs ``(t, t + s)`` (`MotionTokenizer`
+            with stride s, read off the shapes), or None.
 
     Returns:
-        ``[B, T, n + 2m, D]``: frame t's visual tokens, the motion into t (from t-1) and out of t (to t+1);
-        missing neighbours (t = 0, t = T-1) are zeros.
+        ``[B, T, n + 2m, D]``: frame t's visual tokens, the motion into t (from t - s) and out of t (to t + s);
+        missing partners (t < s, t >= T - s) are zeros.
     """
     if motion_tokens is None:
         return visual_tokens
-    zero = motion_tokens.new_zeros(motion_tokens[:, :1].shape)  # [B, 1, m, D]
+    B, T = visual_tokens.shape[:2]
+    s = T - motion_tokens.shape[1]
+    if not 1 <= s <= T:
+        raise ValueError(f"{motion_tokens.shape[1]} motion tokens per clip do not fit {T} frames")
+    motion_tokens = motion_tokens.to(visual_tokens.dtype)
+    zero = motion_tokens.new_zeros(B, s, *motion_tokens.shape[2:])  # [B, s, m, D]
     into = torch.cat([zero, motion_tokens], dim=1)  # [B, T, m, D]
     out_of = torch.cat([motion_tokens, zero], dim=1)  # [B, T, m, D]
-    return torch.cat([visual_tokens, into.to(visual_tokens.dtype), out_of.to(visual_tokens.dtype)], dim=2)
+    return torch.cat([visual_tokens, into, out_of], dim=2)

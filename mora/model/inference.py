@@ -133,20 +133,17 @@ def _ground(model, sequence, hidden, features, motion, mask_pixel_values, geomet
     pix = mask_pixel_values.to(model.device)
     if propagation == "memory" and model.config.mask_engine_kind == "sam2":
         key = int(frames[int(np.nanargmax(scores[frames]))]) if not np.isnan(scores).all() else frames[0]
+        _, key_dense = _window_prompts(model, pix, [key], seg_state)
         dense = None
-        if model.motion_dense_prompt is not None:  # the key frame's motion prompt, other rows unused
-            _, key_dense = _window_motion(model, pix, [key])
+        if key_dense is not None:  # the key frame's dense prompt, other rows unused
             dense = key_dense.new_zeros(T, *key_dense.shape[1:])
             dense[key] = key_dense[0]
         logits = model.mask_engine.propagate(pix, prompts[key], key_frames=[key], dense_embeds=dense)
     else:
         for start in range(0, len(frames), DECODE_CHUNK):  # bounded memory on long clips
             chunk = frames[start : start + DECODE_CHUNK]
-            if model.motion_dense_prompt is None:
-                logits[chunk] = model.mask_engine.decode(model.engine_features(pix[chunk]), prompts[chunk])
-            else:
-                feats, dense = _window_motion(model, pix, chunk)
-                logits[chunk] = model.mask_engine.decode(feats, prompts[chunk], dense)
+            feats, dense = _window_prompts(model, pix, chunk, seg_state)
+            logits[chunk] = model.mask_engine.decode(feats, prompts[chunk], dense)
     masks = (logits_to_frames(logits.float(), geometry) > 0).cpu().numpy()  # [T, H, W]
     if gate and span is not None:
         outside = np.ones(T, dtype=bool)
@@ -155,18 +152,22 @@ def _ground(model, sequence, hidden, features, motion, mask_pixel_values, geomet
     return Prediction(masks, span, scores, text)
 
 
-def _window_motion(model, pix: torch.Tensor, frames: list[int]):
-    """Engine features and dense motion prompts of the consecutive ``frames`` of a clip ``pix [T, 3, S, S]``.
+def _window_prompts(model, pix: torch.Tensor, frames: list[int], seg_state: torch.Tensor | None = None):
+    """Engine features and dense prompts (motion + ``[SEG]`` correlation, `dense_prompts`) of the consecutive
+    ``frames`` of a clip ``pix [T, 3, S, S]``.
 
-    The frames are encoded with one neighbour on each side (where the clip has one), so their motion
-    prompts equal those of the whole clip. Returns (features of ``frames``, ``[len(frames), C, h, w]``).
+    With a motion prompt, the frames are encoded with their motion partners (``model.motion_stride(T)``
+    frames away on each side, where the clip has them), so their prompts equal those of the whole clip.
+    Returns (features of ``frames``, ``[len(frames), C, h, w]`` or None when the model has no dense prompt).
     """
-    lo, hi = max(0, frames[0] - 1), min(pix.shape[0], frames[-1] + 2)
+    stride = model.motion_stride(pix.shape[0])
+    reach = stride if model.motion_dense_prompt is not None else 0
+    lo, hi = max(0, frames[0] - reach), min(pix.shape[0], frames[-1] + reach + 1)
     window = pix[lo:hi]
     feats = model.engine_features(window)
-    dense = model.motion_dense_embeds(feats, window.unsqueeze(0))  # [hi - lo, C, h, w]
+    dense, _ = model.dense_prompts(feats, window.unsqueeze(0), seg_state, stride)  # [hi - lo, C, h, w] | None
     rows = [f - lo for f in frames]
-    return feats.select(rows), dense[rows]
+    return feats.select(rows), (None if dense is None else dense[rows])
 
 
 def _single(sequence: torch.Tensor, token_id: int) -> int | None:

@@ -30,6 +30,7 @@ class LossBreakdown:
     mask_bce: torch.Tensor
     mask_dice: torch.Tensor
     temporal: torch.Tensor
+    correlation: torch.Tensor | None = None
 
 
 def language_model_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -62,6 +63,15 @@ def temporal_loss(
     """BCE of ``[B, T]`` span logits against ``[B, T]`` labels over samples where ``span_valid [B]``."""
     rows = span_valid.to(torch.bool)
     return F.binary_cross_entropy_with_logits(span_logits[rows].float(), span_labels[rows].float())
+
+
+def correlation_loss(correlation_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """BCE of ``[M, h, w]`` correlation logits against ``[M, S, S]`` masks pooled to the grid (soft targets:
+    the fraction of each cell the target covers)."""
+    from mora.model.seg_correlation import correlation_targets
+
+    soft = correlation_targets(targets, tuple(correlation_logits.shape[-2:])).to(correlation_logits.device)
+    return F.binary_cross_entropy_with_logits(correlation_logits.float(), soft)
 
 
 def combine_losses(
@@ -101,7 +111,7 @@ def compute_losses(
     device = out.logits.device
     zero = out.logits.new_zeros((), dtype=torch.float32)
     ce = language_model_loss(out.logits, labels) if labels is not None else zero
-    bce = dice = zero
+    bce = dice = corr = zero
     if gt_masks is not None:
         gt_masks = gt_masks.to(device)
         if out.mask_logits is None or tuple(gt_masks.shape) != tuple(out.mask_logits.shape):
@@ -113,6 +123,8 @@ def compute_losses(
         if bool(valid.any()):
             bce = mask_bce_loss(out.mask_logits[valid], gt_masks[valid])
             dice = mask_dice_loss(out.mask_logits[valid], gt_masks[valid])
+            if getattr(out, "correlation_logits", None) is not None:
+                corr = correlation_loss(out.correlation_logits[valid], gt_masks[valid])
     temporal = zero
     if span_labels is not None:
         rows = torch.ones(span_labels.shape[0], dtype=torch.bool, device=device)
@@ -132,4 +144,8 @@ def compute_losses(
         config.mask_dice_loss_weight,
         config.temporal_loss_weight,
     )
-    return combine_losses(ce=ce, mask_bce=bce, mask_dice=dice, temporal=temporal, weights=weights)
+    parts = combine_losses(ce=ce, mask_bce=bce, mask_dice=dice, temporal=temporal, weights=weights)
+    if getattr(out, "correlation_logits", None) is not None:
+        parts.correlation = corr
+        parts.total = parts.total + config.correlation_loss_weight * corr
+    return parts

@@ -36,6 +36,7 @@ from mora.model.mask_engines import build_mask_engine
 from mora.model.mask_engines.base import FrameFeatures
 from mora.model.motion_prompt import MotionDensePrompt
 from mora.model.outputs import MoRAOutput
+from mora.model.seg_correlation import SegCorrelationPrompt
 from mora.model.visual_layout import sample_frame_indices
 from mora.utils.logging import get_logger
 
@@ -61,13 +62,20 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
 
     Submodules (state-dict prefixes): ``vlm`` (transformers VLM), ``mask_engine``, ``seg_projector``,
     ``temporal_head``, ``motion_tokenizer`` (None when motion tokens are off), ``frame_prompt_reader``
-    (None without frame prompts), ``motion_dense_prompt`` (None when ``use_motion_dense_prompt`` is off).
+    (None without frame prompts), ``motion_dense_prompt`` (None when ``use_motion_dense_prompt`` is off),
+    ``seg_correlation`` (None when ``use_seg_correlation`` is off).
     """
 
     def __init__(self, config: MoRAConfig) -> None:
         super().__init__(config)
         self.vlm = build_vlm(config.vlm_config)
-        self.adapter = build_adapter(config.backbone_family, self.vlm, config.backbone_image_size)
+        options = {}
+        if config.backbone_family == "llava":
+            options = {
+                "video_pooling": getattr(config, "video_pooling", "videochatgpt"),
+                "video_pool_grid": getattr(config, "video_pool_grid", 4),
+            }
+        self.adapter = build_adapter(config.backbone_family, self.vlm, config.backbone_image_size, **options)
         self.mask_engine = build_mask_engine(config.mask_engine_config)
         hidden = config.hidden_size
         self.seg_projector = SegProjector(hidden, self.mask_engine.prompt_dim)
@@ -96,6 +104,16 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             if getattr(config, "use_motion_dense_prompt", False)
             else None
         )
+        self.seg_correlation = (
+            SegCorrelationPrompt(
+                hidden,
+                engine.prompt_dim,
+                config.motion_dense_prompt_dim if self.motion_dense_prompt is not None else 0,
+                config.seg_correlation_dim,
+            )
+            if getattr(config, "use_seg_correlation", False)
+            else None
+        )
         self.processor = None  # attached by from_pretrained when a processor is saved beside the weights
         if config.lora:
             from mora.model.trainable import LoraSettings, inject_lora
@@ -118,6 +136,16 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         return embeddings
 
     # ------------------------------------------------------------------ inputs
+    def motion_stride(self, num_frames: int) -> int:
+        """Frame distance s of the motion pairs the heads see on a clip of ``num_frames`` frames.
+
+        The language model sees ``config.num_frames`` frames spread over the clip, and training clips
+        usually have that many frames; on a longer clip (e.g. GroundMoRe's 20 evaluation frames) the heads
+        compare frames ``round(T / config.num_frames)`` apart, so that motion tokens and dense motion prompts
+        describe the same time scale at training and evaluation.
+        """
+        return max(1, int(num_frames / self.config.num_frames + 0.5))
+
     def encode_video(
         self, pixel_values: torch.Tensor
     ) -> tuple[VisualFeatures, torch.Tensor | None, list[int]]:
@@ -128,15 +156,17 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
 
         Returns:
             features (``grid [B, T, h', w', d]``, ``tokens [B, T, n, D]``), motion tokens
-            ``[B, T-1, g*g, D]`` (None when off) and the sampled frame indices (``T_llm`` of them).
+            ``[B, T-s, g*g, D]`` of the frame pairs ``(t, t+s)``, s = `motion_stride` (None when off), and
+            the sampled frame indices (``T_llm`` of them).
         """
         if pixel_values.ndim != 5:
             raise ValueError(f"pixel_values must be [B, T, 3, h, w], got {tuple(pixel_values.shape)}")
         features = self.adapter.frame_features(pixel_values)
-        motion = (
-            self.motion_tokenizer(features.grid, pixel_values) if self.motion_tokenizer is not None else None
-        )
-        llm_idx = sample_frame_indices(pixel_values.shape[1], self.config.num_frames)
+        T = pixel_values.shape[1]
+        motion = None
+        if self.motion_tokenizer is not None:
+            motion = self.motion_tokenizer(features.grid, pixel_values, self.motion_stride(T))
+        llm_idx = sample_frame_indices(T, self.config.num_frames)
         return features, motion, llm_idx
 
     def build_inputs_embeds(
@@ -235,38 +265,66 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         readout = self.frame_prompt_reader(seg_states, frame_tokens).to(seg.dtype)  # [B, T, C]
         return torch.cat([prompts, readout.unsqueeze(2)], dim=2)  # [B, T, 2, C]
 
-    def decode_masks(self, mask_pixel_values: torch.Tensor, prompts: torch.Tensor) -> torch.Tensor:
+    def decode_masks(
+        self, mask_pixel_values: torch.Tensor, prompts: torch.Tensor, seg_states: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Decode every frame with its prompts.
 
         Args:
             mask_pixel_values: ``[B, T, 3, S, S]``; prompts ``[B, T, P, C]`` (from `frame_prompts`).
+            seg_states: ``[B, D]`` ``[SEG]`` states for the correlation prompt (ignored when it is off).
 
         Returns:
-            mask logits ``[B, T, S, S]`` float32.
+            mask logits ``[B, T, S, S]`` float32 and the ``[SEG]`` correlation logits ``[B, T, h, w]`` (None
+            when the correlation prompt is off or no ``seg_states`` were given).
         """
         B, T = mask_pixel_values.shape[:2]
         feats = self.engine_features(mask_pixel_values.flatten(0, 1))
-        dense = self.motion_dense_embeds(feats, mask_pixel_values)  # [B*T, C, h, w] | None
+        dense, correlation = self.dense_prompts(feats, mask_pixel_values, seg_states)  # [B*T, C, h, w] | None
         logits = self.mask_engine.decode(feats, prompts.flatten(0, 1), dense)  # [B*T, S, S]
-        return logits.view(B, T, *logits.shape[-2:])
+        return logits.view(B, T, *logits.shape[-2:]), correlation
 
-    def motion_dense_embeds(
-        self, features: FrameFeatures, mask_pixel_values: torch.Tensor
-    ) -> torch.Tensor | None:
-        """Dense motion prompts ``[B*T, C, h, w]`` for the mask engine (None when the switch is off).
+    def dense_prompts(
+        self,
+        features: FrameFeatures,
+        mask_pixel_values: torch.Tensor,
+        seg_states: torch.Tensor | None = None,
+        stride: int | None = None,
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Dense prompts of the mask decoder: motion (`MotionDensePrompt`) + ``[SEG]`` correlation.
 
         Args:
             features: `encode` output of the ``B*T`` frames of ``mask_pixel_values`` (clip-major order).
-            mask_pixel_values: ``[B, T, 3, S, S]`` consecutive frames of each clip; the first and last frame
-                of each clip get zero differences on their open side.
+            mask_pixel_values: ``[B, T, 3, S, S]`` consecutive frames of each clip; frames without a partner
+                s frames before / after get zero motion differences on that side.
+            seg_states: ``[B, D]`` ``[SEG]`` states (None: no correlation prompt).
+            stride: s (default: `motion_stride` of T; pass the whole clip's when these frames are a window).
+
+        Returns:
+            dense prompts ``[B*T, C, h, w]`` (None when neither part applies) and correlation logits
+            ``[B, T, h, w]`` (None without the correlation part).
         """
-        if self.motion_dense_prompt is None:
-            return None
         B, T = mask_pixel_values.shape[:2]
         embeds = features.maps[-1]
         embeds = embeds.reshape(B, T, *embeds.shape[1:])  # [B, T, C, h, w]
-        dense = self.motion_dense_prompt(embeds, mask_pixel_values.to(embeds.device))
-        return dense.flatten(0, 1)
+        dense = motion_hidden = correlation = None
+        if self.motion_dense_prompt is not None:
+            stride = self.motion_stride(T) if stride is None else stride
+            dense, motion_hidden = self.motion_dense_prompt(
+                embeds, mask_pixel_values.to(embeds.device), stride, return_hidden=True
+            )
+        if self.seg_correlation is not None and seg_states is not None:
+            extra, correlation = self.seg_correlation(seg_states, embeds, motion_hidden)
+            dense = extra if dense is None else dense + extra
+        return (None if dense is None else dense.flatten(0, 1)), correlation
+
+    def motion_dense_embeds(
+        self, features: FrameFeatures, mask_pixel_values: torch.Tensor, stride: int | None = None
+    ) -> torch.Tensor | None:
+        """The motion part of `dense_prompts`: ``[B*T, C, h, w]`` (None when the switch is off)."""
+        if self.motion_dense_prompt is None:
+            return None
+        return self.dense_prompts(features, mask_pixel_values, None, stride)[0]
 
     def span_logits_from(
         self, loc_states: torch.Tensor, features: VisualFeatures, motion: torch.Tensor | None
@@ -313,16 +371,24 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             raise ValueError(
                 f"every sample needs exactly 1 [SEG] for its mask target; [SEG] counts: {counts}"
             )
-        mask_logits = prompts = None
+        mask_logits = prompts = correlation = None
         if bool(has_seg.all()):
             prompts = self.frame_prompts(seg_states, features, motion)  # [B, T, P, C]
-            mask_logits = self.decode_masks(mask_pixel_values.to(self.device), prompts)
+            mask_logits, correlation = self.decode_masks(
+                mask_pixel_values.to(self.device), prompts, seg_states
+            )
         loc_states, has_loc = self.token_states(hidden, input_ids, cfg.loc_token_id, cfg.loc_hidden_offset)
         span_logits = None
         if bool(has_loc.any()):
             span_logits = self.span_logits_from(loc_states, features, motion) * has_loc.unsqueeze(-1)
 
-        out = MoRAOutput(logits=logits, mask_logits=mask_logits, span_logits=span_logits, seg_prompts=prompts)
+        out = MoRAOutput(
+            logits=logits,
+            mask_logits=mask_logits,
+            span_logits=span_logits,
+            seg_prompts=prompts,
+            correlation_logits=correlation,
+        )
         if labels is None and gt_masks is None and span_labels is None:
             return out
         parts = L.compute_losses(cfg, out, labels, gt_masks, mask_valid, span_labels, span_valid, has_loc)
@@ -334,6 +400,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             parts.mask_dice,
             parts.temporal,
         )
+        out.loss_correlation = parts.correlation
         return out
 
     def graph_completion_loss(
@@ -356,9 +423,16 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         if out.mask_logits is None:
             single = VisualFeatures(grid=features.grid[:1], tokens=features.tokens[:1])
             prompts = self.frame_prompts(stand_in, single, None if motion is None else motion[:1])[:, :1]
-            terms.append(self.decode_masks(mask_pixel_values[:1, :1].to(self.device), prompts).sum())
+            masks, correlation = self.decode_masks(
+                mask_pixel_values[:1, :1].to(self.device), prompts, stand_in
+            )
+            terms.append(masks.sum())
+            if correlation is not None:
+                terms.append(correlation.sum())
         else:
             terms.append(out.mask_logits.sum())
+            if out.correlation_logits is not None:
+                terms.append(out.correlation_logits.sum())
         if out.span_logits is None:
             single = VisualFeatures(grid=features.grid[:1], tokens=features.tokens[:1])
             terms.append(
@@ -389,11 +463,12 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         model, info = super().from_pretrained(
             pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
         )
-        if model.motion_dense_prompt is not None and any(
-            key.startswith("motion_dense_prompt.") for key in info.get("missing_keys", ())
-        ):  # switched on for a checkpoint saved without it: fresh init (zero output), not empty memory
-            with torch.no_grad():
-                model.motion_dense_prompt.reset_parameters()
+        for name in ("motion_dense_prompt", "seg_correlation"):
+            module = getattr(model, name)
+            if module is not None and any(key.startswith(f"{name}.") for key in info.get("missing_keys", ())):
+                # switched on for a checkpoint saved without it: fresh init (zero output), not empty memory
+                with torch.no_grad():
+                    module.reset_parameters()
         from mora.processing.processing_mora import MoRAProcessor
 
         if MoRAProcessor.is_saved_in(pretrained_model_name_or_path):

@@ -23,10 +23,15 @@ from torch import nn
 MAX_PIXEL_FOLD = 4  # r: raw differences are kept at up to 4x the embedding grid resolution
 
 
-def neighbour_differences(x: torch.Tensor) -> torch.Tensor:
-    """``[B, T, ...]`` -> ``[B, T, 2, ...]``: ``x[t] - x[t-1]`` and ``x[t+1] - x[t]``, zeros at the clip ends."""
-    zero = torch.zeros_like(x[:, :1])
-    step = x[:, 1:] - x[:, :-1]  # [B, T-1, ...]
+def neighbour_differences(x: torch.Tensor, stride: int = 1) -> torch.Tensor:
+    """``[B, T, ...]`` -> ``[B, T, 2, ...]``: ``x[t] - x[t-s]`` and ``x[t+s] - x[t]``, zeros where the partner
+    frame is outside the clip (s = ``stride``)."""
+    if stride < 1:
+        raise ValueError(f"stride must be >= 1, got {stride}")
+    T = x.shape[1]
+    s = min(stride, T)
+    zero = torch.zeros_like(x[:, :s])
+    step = x[:, s:] - x[:, : T - s]  # [B, T-s, ...]
     prev = torch.cat([zero, step], dim=1)
     nxt = torch.cat([step, zero], dim=1)
     return torch.stack([prev, nxt], dim=2)
@@ -64,15 +69,24 @@ class MotionDensePrompt(nn.Module):
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
 
-    def forward(self, image_embeds: torch.Tensor, pixel_values: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        image_embeds: torch.Tensor,
+        pixel_values: torch.Tensor,
+        stride: int = 1,
+        return_hidden: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Dense prompts of every frame.
 
         Args:
             image_embeds: ``[B, T, C, h, w]`` the engine's per-frame image embeddings (``maps[-1]``).
             pixel_values: ``[B, T, 3, S, S]`` the normalised mask-engine frames.
+            stride: s; frame t is compared with frames t - s and t + s.
+            return_hidden: also return the conv stack's last hidden features ``[B, T, hidden_dim, h, w]``
+                (per-cell motion features, e.g. for `SegCorrelationPrompt`).
 
         Returns:
-            ``[B, T, C, h, w]`` in the module's dtype.
+            ``[B, T, C, h, w]`` in the module's dtype (and the hidden features with ``return_hidden``).
         """
         B, T, C, h, w = image_embeds.shape
         if (C, h, w) != (self.embed_dim, self.grid, self.grid):
@@ -87,10 +101,11 @@ class MotionDensePrompt(nn.Module):
         # per-frame statistic, so a frame's prompt does not depend on which other frames were given)
         embeds = image_embeds.float()
         embeds = embeds / embeds.pow(2).mean(dim=(2, 3, 4), keepdim=True).sqrt().clamp_min(1e-6)
-        emb = neighbour_differences(embeds.to(dtype)).flatten(2, 3).flatten(0, 1)  # [BT, 2C, h, w]
+        emb = neighbour_differences(embeds.to(dtype), stride).flatten(2, 3).flatten(0, 1)  # [BT, 2C, h, w]
         size = (h * self.fold, w * self.fold)
         pix = F.adaptive_avg_pool2d(pixel_values.to(dtype).flatten(0, 1), size).view(B, T, 3, *size)
-        pix = neighbour_differences(pix).flatten(2, 3).flatten(0, 1)  # [BT, 6, r*h, r*w]
+        pix = neighbour_differences(pix, stride).flatten(2, 3).flatten(0, 1)  # [BT, 6, r*h, r*w]
         pix = F.pixel_unshuffle(pix, self.fold)  # [BT, 6*r*r, h, w]
-        out = self.net(torch.cat([emb, pix], dim=1))  # [BT, C, h, w]
-        return out.reshape(B, T, C, h, w)
+        hidden = self.net[:-1](torch.cat([emb, pix], dim=1))  # [BT, hidden_dim, h, w]
+        out = self.net[-1](hidden).reshape(B, T, C, h, w)
+        return (out, hidden.reshape(B, T, -1, h, w)) if return_hidden else out

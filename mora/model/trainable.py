@@ -124,6 +124,7 @@ def _head_modules(model: nn.Module) -> list[nn.Module]:
         model.motion_tokenizer,
         model.frame_prompt_reader,
         getattr(model, "motion_dense_prompt", None),
+        getattr(model, "seg_correlation", None),
     ]
     return [h for h in heads if h is not None]
 
@@ -167,6 +168,7 @@ def trainable_parameter_counts(model: nn.Module) -> dict[str, int]:
         "motion_tokenizer": [model.motion_tokenizer] if model.motion_tokenizer is not None else [],
         "frame_prompt_reader": [model.frame_prompt_reader] if model.frame_prompt_reader is not None else [],
         "motion_dense_prompt": [m] if (m := getattr(model, "motion_dense_prompt", None)) is not None else [],
+        "seg_correlation": [c] if (c := getattr(model, "seg_correlation", None)) is not None else [],
     }
     counts: dict[str, int] = {}
     seen: set[int] = set()

@@ -27,6 +27,8 @@ class VisualLayout:
         num_frames: frames the language model sees at most.
         use_motion_tokens: whether motion tokens are fed.
         motion_grid: g (g*g motion tokens per consecutive-frame difference).
+        video_pooling: LLaVA video tokens, ``"videochatgpt"`` or ``"frame_grid"`` (`MoRAConfig`).
+        video_pool_grid: p of ``"frame_grid"`` (p*p tokens per frame).
     """
 
     backbone_family: str
@@ -38,6 +40,8 @@ class VisualLayout:
     num_frames: int
     use_motion_tokens: bool
     motion_grid: int
+    video_pooling: str = "videochatgpt"
+    video_pool_grid: int = 4
 
     @classmethod
     def from_config(cls, config: MoRAConfig) -> VisualLayout:
@@ -53,6 +57,8 @@ class VisualLayout:
                 num_frames=config.num_frames,
                 use_motion_tokens=config.use_motion_tokens,
                 motion_grid=config.motion_grid,
+                video_pooling=getattr(config, "video_pooling", "videochatgpt"),
+                video_pool_grid=getattr(config, "video_pool_grid", 4),
             )
         return cls(
             backbone_family=config.backbone_family,
@@ -82,6 +88,8 @@ class VisualLayout:
         t = self.llm_frame_count(num_input_frames)
         side = self.patches_per_side
         if self.backbone_family == "llava":
+            if self.video_pooling == "frame_grid":  # every frame's grid pooled to p x p
+                return t * min(self.video_pool_grid, side) ** 2
             # Video-ChatGPT pooling: temporal mean per spatial token + spatial mean per frame
             return side * side + t
         grid_t = -(-t // self.temporal_patch_size)

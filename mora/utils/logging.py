@@ -18,4 +18,6 @@ def get_logger(name: str | None = None) -> logging.Logger:
 
 def setup_cli_logging(level: int = logging.INFO) -> None:
     """Configure a plain stderr handler for command-line entry points (not for library use)."""
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )

@@ -19,10 +19,12 @@ def build_vlm(vlm_config) -> PreTrainedModel:
     return classes[vlm_config.model_type](vlm_config)
 
 
-def build_adapter(family: str, vlm: PreTrainedModel, image_size: int) -> BackboneAdapter:
+def build_adapter(family: str, vlm: PreTrainedModel, image_size: int, **options) -> BackboneAdapter:
+    """The adapter of ``family``; ``options`` are family-specific (LLaVA: ``video_pooling``,
+    ``video_pool_grid``)."""
     if family not in _ADAPTERS:
         raise ValueError(f"unknown backbone family {family!r}; expected one of {sorted(_ADAPTERS)}")
-    return _ADAPTERS[family](vlm, image_size)
+    return _ADAPTERS[family](vlm, image_size, **options)
 
 
 __all__ = ["BackboneAdapter", "VisualFeatures", "build_adapter", "build_vlm"]

@@ -3,12 +3,15 @@
 The VLM is transformers' ``LlavaForConditionalGeneration`` so that LLaVA/LISA weights convert by key
 renaming. Video reaches the language model as in Video-ChatGPT (the pooling MoRA's paper names):
 per-frame patch features are averaged over time (one token per spatial position, h * w tokens) and
-over space (one token per frame, T tokens); both sets go through the projector.
+over space (one token per frame, T tokens); both sets go through the projector. With
+``video_pooling="frame_grid"`` each frame's patch grid is instead average-pooled to p x p tokens
+(T * p * p tokens), keeping where everything is in every frame.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mora.model.backbones.base import BackboneAdapter, VisualFeatures
@@ -16,6 +19,12 @@ from mora.model.backbones.base import BackboneAdapter, VisualFeatures
 
 class LlavaAdapter(BackboneAdapter):
     """Adapter for ``LlavaForConditionalGeneration``."""
+
+    def __init__(
+        self, vlm, image_size: int, video_pooling: str = "videochatgpt", video_pool_grid: int = 4
+    ) -> None:
+        super().__init__(vlm, image_size)
+        self.video_pooling, self.video_pool_grid = video_pooling, video_pool_grid
 
     @property
     def _config(self):
@@ -67,6 +76,12 @@ class LlavaAdapter(BackboneAdapter):
         return VisualFeatures(grid=grid, tokens=tokens)
 
     def video_tokens(self, pixel_values: torch.Tensor, features: VisualFeatures) -> torch.Tensor:
+        if self.video_pooling == "frame_grid":
+            B, T, h, w, d = features.grid.shape
+            p = min(self.video_pool_grid, h)
+            frames = features.grid.permute(0, 1, 4, 2, 3).flatten(0, 1)  # [B*T, d, h, w]
+            pooled = F.adaptive_avg_pool2d(frames, p).flatten(2).transpose(1, 2)  # [B*T, p*p, d]
+            return self.vlm.model.multi_modal_projector(pooled.reshape(B, T * p * p, d))  # [B, T*p*p, D]
         grid = features.grid.flatten(2, 3)  # [B, T, n, d]
         temporal_mean = grid.mean(dim=1)  # [B, n, d]
         spatial_mean = grid.mean(dim=2)  # [B, T, d]
