@@ -170,3 +170,23 @@ def test_resized_vocabulary_survives_save_and_load(tmp_path):
     assert loaded.get_input_embeddings().weight.shape[0] == len(model.processor.tokenizer)
     with torch.no_grad():
         assert torch.equal(model.eval()(**batch).logits, loaded(**batch).logits)
+
+
+@pytest.mark.parametrize(("backbone", "engine"), [("llava", "sam"), ("llava", "sam2"), ("qwen2_5_vl", "sam")])
+def test_every_tensor_survives_save_and_load(backbone, engine, tmp_path):
+    """No key missing or unexpected, and every parameter and buffer equal: including weights the
+    wrapped transformers models tie (SAM's prompt-encoder positional embedding is saved once, as the
+    image one, and must be tied again at load, not initialised at random)."""
+    model = tiny_model(backbone, engine, seed=9)
+    model.save_pretrained(tmp_path)
+    loaded, info = MoRAForVideoGrounding.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    reference = model.state_dict()
+    for key, value in loaded.state_dict().items():
+        assert torch.equal(value, reference[key]), key
+    if engine == "sam":
+        sam = loaded.mask_engine.model
+        assert torch.equal(
+            sam.prompt_encoder.shared_embedding.positional_embedding,
+            sam.shared_image_embedding.positional_embedding,
+        )

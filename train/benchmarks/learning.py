@@ -5,6 +5,9 @@
   >= baseline + 0.20 on every type), and the temporal IoU of the predicted spans;
 * the same model with ``[LOC]`` gating switched off (``predict(..., gate=False)``, the evaluator's
   ``--no-gate``);
+* which object the ungated masks cover on in-span frames (the answer, the object the question names,
+  another one, several at once: `which_object.py`), when the data is the seed-0 synthetic set run.sh
+  writes (``--data-seed`` otherwise);
 * optionally (``--ablate-motion``) a model trained with the same recipe but without motion tokens
   (``model.config_overrides.use_motion_tokens=false``), evaluated the same way.
 
@@ -51,6 +54,29 @@ def verdict(scores: dict) -> dict:
     }
 
 
+def which_object_report(pred_dir: Path, data_root: Path, seed: int) -> dict | None:
+    """Fractions of in-span frames per category and question type (None when the scenes of ``seed`` do not
+    match the data, e.g. a dataset generated with another seed)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import which_object
+
+    try:
+        counts = which_object.diagnose(pred_dir, data_root, data_root / "test.json", seed, min_iou=0.3)
+    except SystemExit as err:
+        print(f"which-object diagnosis skipped: {err}")
+        return None
+    total: dict[str, int] = {}
+    rows = {}
+    for q_type, row in sorted(counts.items()):
+        n = sum(row.values())
+        rows[q_type] = {c: row[c] / max(n, 1) for c in which_object.CATEGORIES} | {"frames": n}
+        for c in which_object.CATEGORIES:
+            total[c] = total.get(c, 0) + row[c]
+    n = sum(total.values())
+    rows["overall"] = {c: total[c] / max(n, 1) for c in which_object.CATEGORIES} | {"frames": n}
+    return rows
+
+
 def train_ablation(run_dir: Path, overrides: list[str]) -> float:
     start = time.perf_counter()
     cmd = [sys.executable, str(ROOT / "train/train.py"), "--config", str(ROOT / "train/configs/tiny.yaml")]
@@ -71,6 +97,7 @@ def main() -> int:
     parser.add_argument(
         "--ablate-motion", action="store_true", help="also train + evaluate without motion tokens"
     )
+    parser.add_argument("--data-seed", type=int, default=0, help="seed the synthetic data was generated with")
     args = parser.parse_args()
     out = args.out or args.run / "benchmark"
 
@@ -87,6 +114,9 @@ def main() -> int:
     ungated = evaluate(model, args.data_root, out / "ungated", gate=False)
     report["ungated"] = verdict(ungated)
     report["scores_ungated"] = ungated
+    report["which_object"] = which_object_report(
+        out / "ungated" / "predictions", args.data_root, args.data_seed
+    )
     if args.ablate_motion:
         run_dir = args.run.parent / f"{args.run.name}_no_motion"
         seconds = train_ablation(run_dir, ["model.config_overrides.use_motion_tokens=false"])
@@ -103,6 +133,10 @@ def main() -> int:
                 f"{name:10s} J&F {r['overall_JF']:.3f} (empty {r['baseline_JF']:.3f}) tIoU {tiou} "
                 f"margins {margins} -> {'PASS' if r['passed'] else 'FAIL'}"
             )
+    if report["which_object"]:
+        print("which object the ungated masks cover on in-span frames (fractions):")
+        for q_type, row in report["which_object"].items():
+            print(f"  {q_type:15s} " + " ".join(f"{k} {v:.2f}" for k, v in row.items() if k != "frames"))
     return 0 if report["gated"]["passed"] else 1
 
 

@@ -80,6 +80,16 @@ class MaskEngine(nn.Module, ABC):
     def config(self):
         return self.model.config
 
+    @property
+    def all_tied_weights_keys(self) -> dict[str, str]:
+        """The wrapped model's tied parameters (``{target: source}``, e.g. SAM's prompt-encoder positional
+        embedding, tied to the image one), under this module's names. ``PreTrainedModel.post_init`` of the
+        MoRA model collects tied keys from its direct children only, so without this the tie would be lost:
+        the target is not saved (it shares storage with the source) and would be initialised at random
+        when the checkpoint is loaded."""
+        keys = getattr(self.model, "all_tied_weights_keys", None) or {}
+        return {f"model.{target}": f"model.{source}" for target, source in keys.items()}
+
     def image_encoder_modules(self) -> list[nn.Module]:
         """Modules frozen by ``freeze_image_encoder`` (the image encoder)."""
         return [self.model.vision_encoder]
