@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from mora.constants import IGNORE_INDEX
+from mora.model.seg_correlation import correlation_targets
 
 DICE_SCALE = 1000.0
 DICE_EPS = 1e-6
@@ -68,8 +69,6 @@ def temporal_loss(
 def correlation_loss(correlation_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """BCE of ``[M, h, w]`` correlation logits against ``[M, S, S]`` masks pooled to the grid (soft targets:
     the fraction of each cell the target covers)."""
-    from mora.model.seg_correlation import correlation_targets
-
     soft = correlation_targets(targets, tuple(correlation_logits.shape[-2:])).to(correlation_logits.device)
     return F.binary_cross_entropy_with_logits(correlation_logits.float(), soft)
 

@@ -4,7 +4,8 @@ The ``[SEG]`` prompt alone would have to encode which of several similar objects
 decoder's own image embeddings carry no motion. This module builds, for every frame of a clip, a dense
 prompt on the mask engine's image-embedding grid ``[C, h, w]`` from
 
-* the differences of the frame's image embedding to the previous and to the next frame (zeros at the
+* the differences of the frame's image embedding to the previous and to the next frame (the frames ``s``
+  positions away with ``stride=s``, see ``MoRAForVideoGrounding.motion_stride``; zeros at the
   clip ends), and
 * the raw RGB differences to the previous / next frame, area-downsampled to ``r*h x r*w`` and folded
   into ``3 * r * r`` channels per difference (``pixel_unshuffle``) so sub-cell detail survives,
