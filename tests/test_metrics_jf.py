@@ -11,6 +11,7 @@ from mora.metrics import (
     empty_prediction_scores,
     jaccard,
     jaccard_and_boundary_f,
+    jaccard_and_boundary_f_with_baseline,
 )
 
 
@@ -235,3 +236,34 @@ def test_memory_does_not_grow_with_videos():
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     assert peaks[1] <= peaks[0] * 1.1
+
+
+def test_chunks_with_a_shorter_last_one(monkeypatch):
+    # frames are packed a chunk at a time into reused slots; a shorter last chunk must not see the data
+    # of the previous one (frames of odd size, so frames and rows are not word-aligned)
+    from mora.metrics import boundary as bnd
+
+    monkeypatch.setattr(bnd, "_CHUNK_PIXELS", 3 * 37 * 53)
+    rng = np.random.default_rng(11)
+    gt, pred = noise_pair(rng, (7, 37, 53), 0.3)  # chunks of 3, 3 and 1 frames
+    gt[-1] = 0
+    pred[-1, 20:, :] = 1
+    check_against_reference(gt, pred)
+    je, fe = empty_prediction_scores(gt)
+    empty = np.zeros_like(gt[0])
+    np.testing.assert_array_equal(je, [ref_j(g, empty) for g in gt])
+    np.testing.assert_array_equal(fe, [ref_f(empty, g) for g in gt])
+
+
+def test_scores_with_baseline_equal_the_separate_calls():
+    rng = np.random.default_rng(5)
+    gt, pred = noise_pair(rng, (5, 33, 70), 0.2)
+    gt[1] = 0  # empty ground truth: the empty prediction scores J = F = 1 there
+    gt[2] = 1  # full frame: no boundary, F = 1 but J = 0
+    j, f, je, fe = jaccard_and_boundary_f_with_baseline(gt, pred)
+    j2, f2 = jaccard_and_boundary_f(gt, pred)
+    je2, fe2 = empty_prediction_scores(gt)
+    for a, b in ((j, j2), (f, f2), (je, je2), (fe, fe2)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(je, [0, 1, 0, 0, 0])
+    np.testing.assert_array_equal(fe, [0, 1, 1, 0, 0])

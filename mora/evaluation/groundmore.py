@@ -25,6 +25,7 @@ from PIL import Image
 
 from mora.constants import GROUNDMORE_FPS, GROUNDMORE_NUM_EVAL_FRAMES, GROUNDMORE_Q_TYPES
 from mora.evaluation.inference import InferenceItem
+from mora.evaluation.labels import read_labels
 from mora.evaluation.runner import EvaluationError, RunOptions, ensure_file, evaluate_benchmark
 from mora.evaluation.scoring import ScoreJob
 from mora.utils.io import UnsafePathError, safe_join
@@ -96,13 +97,19 @@ class PaletteGroundTruth:
         for i, path in enumerate(self.mask_paths):
             if path is None:
                 continue
-            with Image.open(path) as img:
-                labels = np.asarray(img)
+            labels = read_labels(path)
             if labels.ndim != 2 or labels.shape != self.size:
                 raise EvaluationError(
                     f"{path}: expected a {self.size[1]}x{self.size[0]} palette/grayscale mask"
                 )
-            out[i] = np.isin(labels, self.obj_ids)
+            if len(self.obj_ids) == 1:
+                np.equal(labels, self.obj_ids[0], out=out[i])
+            elif labels.dtype == np.uint8:  # a lookup table beats np.isin on 8-bit labels
+                table = np.zeros(256, bool)
+                table[[k for k in self.obj_ids if 0 <= k < 256]] = True
+                np.take(table, labels, out=out[i])
+            else:
+                out[i] = np.isin(labels, self.obj_ids)
         return out
 
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from mora.evaluation.inference import InferenceItem
+from mora.evaluation.labels import read_labels
 from mora.evaluation.rle_benchmarks import _frame_path, _image_size, _submission_only
 from mora.evaluation.runner import EvaluationError, RunOptions, ensure_file, evaluate_benchmark
 from mora.evaluation.scoring import ScoreJob
@@ -41,8 +41,7 @@ class ObjectGroundTruth:
         for t, path in enumerate(self.paths):
             if path is None or not Path(path).is_file():
                 continue
-            with Image.open(path) as img:
-                labels = np.asarray(img)
+            labels = read_labels(path)
             if labels.shape != self.size:
                 raise EvaluationError(f"{path}: annotation is {labels.shape}, frames are {self.size}")
             out[t] = labels == self.obj_id

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from mora.evaluation.predictions import read_question
-from mora.metrics import empty_prediction_scores, jaccard_and_boundary_f
+from mora.metrics import jaccard_and_boundary_f_with_baseline
 
 
 class GroundTruth(Protocol):
@@ -82,8 +82,7 @@ def score_job(job: ScoreJob, pred_dir: str | os.PathLike) -> dict[str, Any]:
     pred, missing_frames, missing, info = read_question(
         pred_dir, job.video_id, job.question_id, job.frame_stems, tuple(gt.shape[1:])
     )
-    j, f = jaccard_and_boundary_f(gt, pred)
-    j_empty, f_empty = empty_prediction_scores(gt)
+    j, f, j_empty, f_empty = jaccard_and_boundary_f_with_baseline(gt, pred)
     record: dict[str, Any] = {
         "video_id": job.video_id,
         "question_id": job.question_id,

@@ -6,6 +6,19 @@
 """
 
 from mora.metrics.boundary import boundary_tolerance
-from mora.metrics.region import boundary_f, empty_prediction_scores, jaccard, jaccard_and_boundary_f
+from mora.metrics.region import (
+    boundary_f,
+    empty_prediction_scores,
+    jaccard,
+    jaccard_and_boundary_f,
+    jaccard_and_boundary_f_with_baseline,
+)
 
-__all__ = ["boundary_f", "boundary_tolerance", "empty_prediction_scores", "jaccard", "jaccard_and_boundary_f"]
+__all__ = [
+    "boundary_f",
+    "boundary_tolerance",
+    "empty_prediction_scores",
+    "jaccard",
+    "jaccard_and_boundary_f",
+    "jaccard_and_boundary_f_with_baseline",
+]

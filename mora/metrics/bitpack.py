@@ -1,10 +1,8 @@
 """Binary mask stacks packed 64 pixels to a machine word.
 
-A packed stack ``words [..., H, n_words] uint64`` holds pixel ``x`` of row ``y`` in bit ``(x + 64) % 64``
-of ``words[..., y, (x + 64) // 64]`` (little-endian bit order): word 0 of every row is a zero word standing
-for the pixels left of the frame, and zero words follow the last column. Working on bits instead of bytes
-divides the memory traffic of every step by eight, which is where the speed of :mod:`mora.metrics` comes
-from.
+Masks are packed with ``np.packbits``, one frame per word-aligned slot (see :class:`FrameSlots`), and the
+compiled kernels (:mod:`mora.metrics.kernels`) work on the words. Working on bits instead of bytes
+divides the memory traffic of every step by eight.
 """
 
 from __future__ import annotations
@@ -32,15 +30,29 @@ def as_stack(mask: np.ndarray, name: str) -> np.ndarray:
     return mask
 
 
-def pack_into(out: np.ndarray, mask: np.ndarray) -> None:
-    """Pack ``mask [T, H, W]`` (non-zero = foreground) into ``out [T, H, n_words]`` uint64, in place.
+class FrameSlots:
+    """Reusable buffer holding up to ``n_frames`` masks ``[H, W]`` bit-packed, one frame per slot.
 
-    Word 0 of each row and the words after the last column must already be zero (they stay untouched).
+    Pixel ``(y, x)`` of frame ``t`` is bit ``y * W + x`` of slot ``t`` (little-endian: bit ``i`` of word
+    ``i // 64``), a slot is :attr:`slot_words` words long and zero past ``H * W`` bits, and ``W // 64 + 2``
+    zero words follow the last slot (the kernels read past a frame's last row).
     """
-    n_bytes = (mask.shape[-1] + 7) // 8
-    out.view(np.uint8)[..., 8 : 8 + n_bytes] = np.packbits(mask, axis=-1, bitorder="little")
 
+    def __init__(self, n_frames: int, height: int, width: int) -> None:
+        self.shape = (height, width)
+        self.slot_words = (height * width + WORD_BITS - 1) // WORD_BITS + 1
+        self.extra = width // WORD_BITS + 2
+        self.words = np.zeros(n_frames * self.slot_words + self.extra, WORD)
 
-def popcount(words: np.ndarray) -> np.ndarray:
-    """Number of set bits per leading index: ``words [N, ...]`` -> ``int64 [N]``."""
-    return np.bitwise_count(words).reshape(words.shape[0], -1).sum(axis=1, dtype=np.int64)
+    def pack(self, mask: np.ndarray) -> np.ndarray:
+        """Pack ``mask [n, H, W]`` (non-zero = foreground) into the first ``n`` slots; returns the words."""
+        n, H, W = mask.shape
+        if (H, W) != self.shape or n * self.slot_words + self.extra > self.words.size:
+            raise ValueError(
+                f"{n} frames of {H}x{W} do not fit these slots ({self.shape}, {self.words.size} words)"
+            )
+        packed = np.packbits(mask.reshape(n, H * W), axis=-1, bitorder="little")
+        used = self.words[: n * self.slot_words].view(np.uint8).reshape(n, self.slot_words * 8)
+        used[:, : packed.shape[1]] = packed
+        self.words[n * self.slot_words : n * self.slot_words + self.extra] = 0  # after a longer chunk
+        return self.words

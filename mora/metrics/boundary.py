@@ -11,21 +11,12 @@ Reference semantics (davis2017-evaluation ``metrics.py``), reproduced exactly:
 * ``P = |B_pred & D_gt| / |B_pred|``, ``R = |B_gt & D_pred| / |B_gt|``, ``F = 2PR / (P + R)``;
   empty-boundary cases: both empty -> 1, exactly one empty -> 0; ``P + R == 0`` -> 0.
 
-How it is fast: the dilation is only needed at boundary pixels, which are a small fraction of a frame.
-
-1. Masks are bit-packed (:mod:`mora.metrics.bitpack`) and both boundary maps are computed with word
-   shifts on the whole chunk of frames at once.
-2. The boundary maps are re-cut into overlapping 64-bit *windows*: with ``h`` = ``r`` rounded up to a
-   multiple of 8 and ``s = 64 - 2h``, window ``u`` of a row holds pixels ``[u*s - h, u*s + s + h)``; its
-   middle ``s`` bits (the *centre*) belong to it alone, the ``h`` bits on either side repeat its
-   neighbours. Windows start on byte boundaries, so they are read as unaligned words in one copy.
-   Everything within horizontal distance ``r`` of a centre pixel is in the same word, so horizontal
-   dilation needs no carries between words.
-3. For every window whose centre holds query (e.g. prediction) boundary pixels, the 2r + 1 source
-   (ground-truth) windows at the same column and rows ``y - r .. y + r`` are gathered, OR-ed per row
-   half-width ``isqrt(r^2 - dy^2)`` and dilated horizontally with a Horner scheme (the disk is the union
-   over rows of centred runs, widest row first), then AND-ed with the query centre and popcounted.
-   Both directions (P and R) run as one batch.
+How it is fast: masks are bit-packed (:mod:`mora.metrics.bitpack`) and a compiled kernel
+(:mod:`mora.metrics.kernels`) computes both boundary maps with word operations and tests the disk only at
+boundary pixels, 64 pixels at a time, in overlapping 64-bit windows: with ``halo`` = ``r`` rounded up to a
+multiple of 8 and ``step = 64 - 2 * halo``, window ``u`` of a row holds pixels ``[u * step - halo,
+u * step + step + halo)``; its middle ``step`` bits (the *centre*) belong to it alone, so a horizontal
+dilation by ``r`` needs no carries between words.
 
 For radii above :data:`MAX_WINDOW_RADIUS` the windows would be too narrow; the same counts are then
 taken with a KD-tree over boundary pixel coordinates (nearest source pixel within the disk, squared
@@ -35,6 +26,7 @@ with the stack.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -42,7 +34,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from mora.constants import BOUNDARY_THRESHOLD
-from mora.metrics.bitpack import WORD, WORD_BITS, popcount
+from mora.metrics.bitpack import WORD_BITS
 
 # Largest radius handled with 64-bit windows (centre of 64 - 2h >= 16 bits); larger ones use a KD-tree.
 MAX_WINDOW_RADIUS = 24
@@ -70,198 +62,68 @@ def disk_row_widths(radius: int) -> list[int]:
 
 
 class Layout(NamedTuple):
-    """Packed-row and window geometry for ``[H, W]`` frames and a dilation radius."""
+    """Window geometry for ``[H, W]`` frames and a dilation radius (see :mod:`mora.metrics.kernels`)."""
 
     height: int
     width: int
     radius: int
-    n_words: int  # packed words per row: a leading zero word, the pixels, at least one zero word
-    n_windows: int  # windows per row (0: KD-tree path)
-    halo: int  # pixels a window repeats on either side: r rounded up to whole bytes
-    step: int  # centre pixels per window, 64 - 2 * halo (a whole number of bytes)
-    centre: np.uint64  # bits halo .. 63 - halo
-    row_offsets: np.ndarray  # [2r + 1] dy = 0, 1, -1, 2, -2, ... as flat offsets in a window stack
-    class_starts: np.ndarray  # first position in row_offsets of each run of equal row half-width
-    class_widths: tuple[int, ...]  # that half-width, decreasing
-
-    @property
-    def padded_height(self) -> int:
-        """Rows per frame of a window stack: ``r`` zero rows above and below the frame."""
-        return self.height + 2 * self.radius
+    n_windows: int  # windows per row (0: KD-tree path, or no F)
+    halo: int  # columns a window repeats on either side: r rounded up to whole bytes
+    step: int  # centre columns per window, 64 - 2 * halo
+    windows: np.ndarray  # uint64 [2, n_windows]: centre bits and all bits of each window inside the frame
+    spreads: np.ndarray  # int64 [r + 2]: Horner dilations (kernels._matched); [0] unused
 
 
 def make_layout(height: int, width: int, radius: int) -> Layout:
-    """Geometry for :func:`boundary_counts` (``radius <= 0``: packing only, for J)."""
-    n_words = (width + WORD_BITS - 1) // WORD_BITS + 2
-    empty = np.zeros(0, np.intp)
+    """Geometry for the kernels (``radius <= 0``: none, for J only). Shared between calls: do not modify."""
     if radius <= 0 or radius > MAX_WINDOW_RADIUS:
-        return Layout(height, width, radius, n_words, 0, 0, 0, np.uint64(0), empty, empty, ())
+        return Layout(height, width, radius, 0, 0, 0, np.zeros((2, 1), np.uint64), np.zeros(1, np.int64))
+    return _window_layout(height, width, radius)
+
+
+@functools.lru_cache(maxsize=64)
+def _window_layout(height: int, width: int, radius: int) -> Layout:
     halo = -(-radius // 8) * 8
     step = WORD_BITS - 2 * halo
     n_windows = -(-width // step)
-    # window u starts at pixel u * step - halo, i.e. byte (u * step - halo + 64) / 8 of a packed row
-    last_byte = (n_windows - 1) * step // 8 + (WORD_BITS - halo) // 8 + 8
-    n_words = max(n_words, -(-last_byte // 8))
-    centre = np.uint64(((1 << step) - 1) << halo)
-    dys = [0] + [d * sign for d in range(1, radius + 1) for sign in (1, -1)]
+    windows = np.zeros((2, n_windows), np.uint64)
+    for u in range(n_windows):
+        first = u * step - halo  # column of the window's bit 0
+        inside = [j for j in range(WORD_BITS) if 0 <= first + j < width]
+        windows[0, u] = sum(1 << j for j in inside if halo <= j < halo + step)
+        windows[1, u] = sum(1 << j for j in inside)
     widths = disk_row_widths(radius)
-    class_starts, class_widths = [], []
-    for d in range(radius + 1):
-        if not class_widths or widths[d] != class_widths[-1]:
-            class_starts.append(0 if d == 0 else 2 * d - 1)
-            class_widths.append(widths[d])
-    return Layout(
-        height,
-        width,
-        radius,
-        n_words,
-        n_windows,
-        halo,
-        step,
-        centre,
-        np.array(dys, np.intp) * n_windows,
-        np.array(class_starts, np.intp),
-        tuple(class_widths),
+    spreads = np.array(
+        [0] + [widths[d - 1] - widths[d] for d in range(1, radius + 1)] + [widths[-1]], np.int64
     )
+    return Layout(height, width, radius, n_windows, halo, step, windows, spreads)
 
 
-class Workspace:
-    """Buffers for one chunk of ``n_frames`` prediction / ground-truth pairs, reused between chunks.
-
-    Reusing them keeps the working set in the caches and spares the page faults of fresh allocations;
-    the zero padding (leading word, window rows above and below the frame) is never written.
-    """
-
-    def __init__(self, layout: Layout, n_frames: int) -> None:
-        self.layout = layout
-        shape = (2 * n_frames, layout.height, layout.n_words)
-        self.words = np.zeros((2, n_frames, *shape[1:]), WORD)  # predictions, ground truths
-        self.bmaps = np.zeros(shape, WORD)
-        self.scratch = (np.empty(shape, WORD), np.empty(shape, WORD))
-        if layout.n_windows:
-            self.windows = np.zeros((shape[0], layout.padded_height, layout.n_windows), WORD)
-            self.centres = np.empty(self.windows.size, WORD)
-
-
-def boundary_map_packed(
-    words: np.ndarray, width: int, out: np.ndarray | None = None, scratch: tuple | None = None
-) -> np.ndarray:
-    """``_seg2bmap`` on packed masks: ``words [..., H, n_words]`` -> packed boundary maps, same shape.
-
-    A pixel is on the boundary when its 2x2 window (itself, E, S, SE) is not constant; outside the image
-    the window is cut: the last column has no E neighbour, the last row no S neighbour. ``out`` and
-    ``scratch`` (two arrays) are optional buffers of the same shape. Every step runs on whole contiguous
-    rows (the leading zero word included), so numpy sees long one-dimensional loops.
-    """
-    if out is None:
-        out = np.empty_like(words)
-    east, diff = scratch if scratch is not None else (np.empty_like(words), np.empty_like(words))
-    x, e, d = words.reshape(-1), east.reshape(-1), diff.reshape(-1)
-    np.right_shift(x, np.uint64(1), out=e)
-    np.left_shift(x[1:], np.uint64(WORD_BITS - 1), out=d[:-1])  # bit 0 of the next word (row ends: 0)
-    d[-1] = 0
-    e |= d
-    # the last column has no east neighbour: make it equal to the pixel itself
-    j, bit = divmod(width - 1 + WORD_BITS, WORD_BITS)
-    east[..., j] |= words[..., j] & np.uint64(1 << bit)
-    # the 2x2 window is not constant iff its top row, its bottom row or its left column differs
-    np.bitwise_xor(words, east, out=diff)
-    np.bitwise_or(diff[..., :-1, :], diff[..., 1:, :], out=out[..., :-1, :])
-    out[..., -1, :] = diff[..., -1, :]  # the last row has no south neighbour
-    out[..., :-1, :] |= np.bitwise_xor(words[..., :-1, :], words[..., 1:, :], out=east[..., :-1, :])
-    out[..., 0] = 0  # pixel -1 (leading word) saw pixel 0 as its east neighbour
-    return out
-
-
-def _to_windows(bmaps: np.ndarray, ws: Workspace) -> np.ndarray:
-    """Packed maps ``[N, H, n_words]`` -> ``ws.windows [N, H + 2r, n_windows]`` (zero rows around)."""
-    layout = ws.layout
-    r, H = layout.radius, layout.height
-    # windows start on byte boundaries: read them as unaligned 64-bit words straight from the rows
-    N, _, n_words = bmaps.shape
-    row = n_words * WORD.itemsize
-    view = np.ndarray(
-        (N, H, layout.n_windows),
-        WORD,
-        buffer=bmaps,
-        offset=(WORD_BITS - layout.halo) // 8,
-        strides=(H * row, row, layout.step // 8),
-    )
-    np.copyto(ws.windows[:, r : r + H], view)
-    return ws.windows
-
-
-def _spread(x: np.ndarray, width: int) -> np.ndarray:
-    """Dilate every word by ``width`` bits to both sides (bits shifted past the word are dropped)."""
-    done = 0
-    while done < width:
-        k = min(done + 1, width - done)
-        x = x | (x << np.uint64(k)) | (x >> np.uint64(k))
-        done += k
-    return x
-
-
-def _segment_sums(values: np.ndarray, bounds: np.ndarray) -> np.ndarray:
-    """Sums of ``values[bounds[i]:bounds[i + 1]]`` (empty segments give 0)."""
-    cs = np.concatenate(([0], np.cumsum(values, dtype=np.int64)))
-    return cs[bounds[1:]] - cs[bounds[:-1]]
-
-
-def _window_counts(bmaps: np.ndarray, ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
-    """Boundary pixels and matched pixels per map, both directions in one batch (see module doc)."""
-    layout = ws.layout
-    n_maps = bmaps.shape[0]  # 2T: predictions then ground truths
-    win = _to_windows(bmaps, ws).reshape(-1)
-    centre = np.bitwise_and(win, layout.centre, out=ws.centres)
-    idx = np.flatnonzero(centre)
-    query = np.take(centre, idx)
-    frame = layout.padded_height * layout.n_windows
-    bounds = np.searchsorted(idx, np.arange(n_maps + 1) * frame)
-    # prediction windows look up ground-truth windows and vice versa
-    half = (n_maps // 2) * frame
-    source = idx + half
-    source[bounds[n_maps // 2] :] -= 2 * half
-    rows = np.take(win, source[None, :] + layout.row_offsets[:, None])  # [2r + 1, n]
-    widths = layout.class_widths
-    ends = (*layout.class_starts[1:], len(rows))
-
-    def rows_of_width(k: int) -> np.ndarray:
-        """OR of the gathered rows whose half-width is ``widths[k]``."""
-        out = rows[layout.class_starts[k]].copy()
-        for i in range(layout.class_starts[k] + 1, ends[k]):
-            out |= rows[i]
-        return out
-
-    # Horner, widest rows first: whatever is accumulated is dilated by each decrease of the half-width,
-    # so rows of half-width w end up dilated by exactly w
-    acc = rows_of_width(0)
-    for k in range(1, len(widths)):
-        acc = _spread(acc, widths[k - 1] - widths[k])
-        acc |= rows_of_width(k)
-    acc = _spread(acc, widths[-1]) & query
-    n = _segment_sums(np.bitwise_count(query), bounds)
-    matched = _segment_sums(np.bitwise_count(acc), bounds)
-    return n, matched
-
-
-def _boundary_points(bmaps: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(map, y, x)`` of every set pixel of packed maps ``[N, H, n_words]``."""
-    H, n_words = bmaps.shape[-2:]
+def _boundary_points(bmaps: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(map, y, x)`` of every set pixel of boundary maps ``[N, slot_words]`` (pixel ``(y, x)`` at bit ``y * W + x``)."""
+    n_maps, slot_words = bmaps.shape
     flat = bmaps.reshape(-1)
     words = np.flatnonzero(flat)
     bits = np.unpackbits(flat[words].view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
     k, b = np.nonzero(bits)
-    row, col = np.divmod(words[k], n_words)
-    m, y = np.divmod(row, H)
-    return m, y, (col - 1) * WORD_BITS + b
+    m, word = np.divmod(words[k], slot_words)
+    y, x = np.divmod(word * WORD_BITS + b, width)
+    return m, y, x
 
 
-def _kd_counts(bmaps: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
-    """Same counts as :func:`_window_counts` with a KD-tree over boundary pixels (any radius)."""
+def kd_matched_counts(bmaps: np.ndarray, width: int, radius: int) -> np.ndarray:
+    """Matched boundary pixels per map with a KD-tree over boundary pixels (any radius).
+
+    Args:
+        bmaps: boundary maps ``[2T, slot_words]`` of ``width``-pixel rows, predictions then ground truths.
+
+    Returns:
+        ``int64 [2T]``: pixels of each prediction map within ``radius`` of its ground truth's boundary,
+        then the same for the ground truths; the counts the window kernel takes for small radii.
+    """
     n_maps = bmaps.shape[0]
     T = n_maps // 2
-    m, y, x = _boundary_points(bmaps)
-    n = np.bincount(m, minlength=n_maps)
+    m, y, x = _boundary_points(bmaps, width)
     matched = np.zeros(n_maps, np.int64)
     frame = m % T
     # frames are stacked `gap` apart along a third axis: no pair from different frames is within r
@@ -272,24 +134,7 @@ def _kd_counts(bmaps: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
             dist, _ = cKDTree(pts[source]).query(pts[query], distance_upper_bound=radius + 0.5)
             hit = np.rint(dist * dist) <= radius * radius  # squared integer distances, exact
             matched += np.bincount(m[query][hit], minlength=n_maps)
-    return n, matched
-
-
-def boundary_counts(ws: Workspace) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Boundary counts of the packed masks in ``ws.words [2, T, H, n_words]`` (predictions, ground truths).
-
-    Returns:
-        ``(n_pred, n_gt, pred_matched, gt_matched)``, each ``int64 [T]``: boundary pixels, prediction
-        boundary pixels within ``r`` of the ground-truth boundary and vice versa.
-    """
-    layout = ws.layout
-    T = ws.words.shape[1]
-    bmaps = boundary_map_packed(ws.words.reshape(ws.bmaps.shape), layout.width, ws.bmaps, ws.scratch)
-    if layout.n_windows:
-        n, matched = _window_counts(bmaps, ws)
-    else:
-        n, matched = _kd_counts(bmaps, layout.radius)
-    return n[:T], n[T:], matched[:T], matched[T:]
+    return matched
 
 
 def f_from_counts(
@@ -306,11 +151,6 @@ def f_from_counts(
     return f.astype(np.float64)
 
 
-def count_boundary_pixels(words: np.ndarray, width: int) -> np.ndarray:
-    """Boundary pixels per frame of packed masks ``[T, H, n_words]`` -> ``int64 [T]``."""
-    return popcount(boundary_map_packed(words, width))
-
-
 def frames_per_chunk(height: int, width: int) -> int:
     """Frames packed and processed together (bounded memory, cache-sized working set)."""
     return max(1, _CHUNK_PIXELS // (height * width))
@@ -319,13 +159,10 @@ def frames_per_chunk(height: int, width: int) -> int:
 __all__ = [
     "MAX_WINDOW_RADIUS",
     "Layout",
-    "Workspace",
-    "boundary_counts",
-    "boundary_map_packed",
     "boundary_tolerance",
-    "count_boundary_pixels",
     "disk_row_widths",
     "f_from_counts",
     "frames_per_chunk",
+    "kd_matched_counts",
     "make_layout",
 ]

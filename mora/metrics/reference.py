@@ -2,7 +2,8 @@
 
 This is the slow baseline the benchmark (``eval/benchmarks/metrics_speed.py``) compares against: one
 ``_seg2bmap`` per mask, ``cv2.dilate`` with a ``skimage.morphology.disk`` per frame, counts with
-``np.sum``. The fast path lives in :mod:`mora.metrics.region` and :mod:`mora.metrics.boundary`.
+``np.sum``. The fast path lives in :mod:`mora.metrics.region`, :mod:`mora.metrics.boundary` and
+:mod:`mora.metrics.kernels`.
 """
 
 from __future__ import annotations

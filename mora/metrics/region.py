@@ -9,14 +9,13 @@ from __future__ import annotations
 import numpy as np
 
 from mora.constants import BOUNDARY_THRESHOLD
-from mora.metrics.bitpack import WORD, as_stack, pack_into, popcount
+from mora.metrics import kernels
+from mora.metrics.bitpack import FrameSlots, as_stack
 from mora.metrics.boundary import (
-    Workspace,
-    boundary_counts,
     boundary_tolerance,
-    count_boundary_pixels,
     f_from_counts,
     frames_per_chunk,
+    kd_matched_counts,
     make_layout,
 )
 
@@ -39,6 +38,41 @@ def j_from_counts(inter: np.ndarray, n_pred: np.ndarray, n_gt: np.ndarray) -> np
     return j
 
 
+def frame_counts(
+    annotation: np.ndarray, segmentation: np.ndarray | None, radius: int, need_f: bool = True
+) -> np.ndarray:
+    """Pixel and boundary counts per frame: ``int64 [T, kernels.N_COUNTS]`` (columns ``kernels.INTER`` ...).
+
+    Args:
+        annotation: ground truth ``[T, H, W]``; any non-zero value is foreground.
+        segmentation: prediction, same shape, or ``None`` for an all-empty prediction.
+        radius: boundary tolerance in pixels.
+        need_f: ``False`` leaves the boundary columns at 0.
+    """
+    T, H, W = annotation.shape
+    layout = make_layout(H, W, radius if need_f else 0)
+    counts = np.empty((T, kernels.N_COUNTS), np.int64)
+    step = min(T, frames_per_chunk(H, W))
+    pred_slots, gt_slots = FrameSlots(step, H, W), FrameSlots(step, H, W)
+    FW = gt_slots.slot_words
+    kd = need_f and layout.n_windows == 0
+    bmaps = np.empty((2, step, FW) if kd else (2, 0, 0), np.uint64)
+    for start in range(0, T, step):
+        stop = min(T, start + step)
+        n = stop - start
+        gt = gt_slots.pack(annotation[start:stop])
+        pred = pred_slots.words if segmentation is None else pred_slots.pack(segmentation[start:stop])
+        kernels.frame_counts(
+            pred, gt, n, H, W, FW, layout.radius, layout.halo, layout.step, layout.n_windows,
+            layout.spreads, layout.windows, need_f, counts[start:stop], bmaps,
+        )  # fmt: skip
+        if kd:
+            matched = kd_matched_counts(bmaps[:, :n].reshape(2 * n, FW), W, radius)
+            counts[start:stop, kernels.M_PRED] = matched[:n]
+            counts[start:stop, kernels.M_GT] = matched[n:]
+    return counts
+
+
 def jaccard_and_boundary_f(
     annotation: np.ndarray,
     segmentation: np.ndarray,
@@ -56,28 +90,46 @@ def jaccard_and_boundary_f(
         need_j, need_f: skip a metric (returned as ``None``).
     """
     gt, pred, single = _check_pair(annotation, segmentation)
-    T, H, W = gt.shape
-    layout = make_layout(H, W, boundary_tolerance(H, W, bound_th) if need_f else 0)
-    j_out = np.empty(T, dtype=np.float64)
-    f_out = np.empty(T, dtype=np.float64)
-    step = frames_per_chunk(H, W)
-    ws = Workspace(layout, min(T, step))
-    for start in range(0, T, step):
-        sl = slice(start, min(T, start + step))
-        if ws.words.shape[1] != sl.stop - start:
-            ws = Workspace(layout, sl.stop - start)
-        words = ws.words
-        pack_into(words[0], pred[sl])
-        pack_into(words[1], gt[sl])
-        if need_j:
-            inter = popcount(words[0] & words[1])
-            n_pred, n_gt = popcount(words.reshape(-1, H * layout.n_words)).reshape(2, -1)
-            j_out[sl] = j_from_counts(inter, n_pred, n_gt)
-        if need_f:
-            f_out[sl] = f_from_counts(*boundary_counts(ws))
-    j = (j_out[0] if single else j_out) if need_j else None
-    f = (f_out[0] if single else f_out) if need_f else None
+    radius = boundary_tolerance(gt.shape[1], gt.shape[2], bound_th) if need_f else 0
+    counts = frame_counts(gt, pred, radius, need_f)
+    j = _j_from(counts) if need_j else None
+    f = _f_from(counts) if need_f else None
+    if single:
+        j = None if j is None else j[0]
+        f = None if f is None else f[0]
     return j, f
+
+
+def jaccard_and_boundary_f_with_baseline(
+    annotation: np.ndarray, segmentation: np.ndarray, bound_th: float = BOUNDARY_THRESHOLD
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """J and F per frame, and what an all-empty prediction scores on the same frames, in one pass.
+
+    Args:
+        annotation: ground truth ``[T, H, W]``; any non-zero value is foreground.
+        segmentation: prediction, same shape.
+
+    Returns:
+        ``(J, F, J_empty, F_empty)``, each ``float64 [T]`` (see :func:`empty_prediction_scores`).
+    """
+    gt, pred, _ = _check_pair(annotation, segmentation)
+    counts = frame_counts(gt, pred, boundary_tolerance(gt.shape[1], gt.shape[2], bound_th))
+    return _j_from(counts), _f_from(counts), *_empty_from(counts)
+
+
+def _empty_from(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    # an empty prediction: J = 1 iff the ground truth is empty, F = 1 iff it has no boundary
+    k = kernels
+    return (counts[:, k.N_GT] == 0).astype(np.float64), (counts[:, k.B_GT] == 0).astype(np.float64)
+
+
+def _j_from(counts: np.ndarray) -> np.ndarray:
+    return j_from_counts(counts[:, kernels.INTER], counts[:, kernels.N_PRED], counts[:, kernels.N_GT])
+
+
+def _f_from(counts: np.ndarray) -> np.ndarray:
+    k = kernels
+    return f_from_counts(counts[:, k.B_PRED], counts[:, k.B_GT], counts[:, k.M_PRED], counts[:, k.M_GT])
 
 
 def jaccard(annotation: np.ndarray, segmentation: np.ndarray) -> np.ndarray | np.float64:
@@ -116,15 +168,4 @@ def empty_prediction_scores(annotation: np.ndarray) -> tuple[np.ndarray, np.ndar
     (empty or full-frame masks), as the reference's empty-boundary rules give.
     """
     gt = as_stack(annotation, "annotation")
-    T, H, W = gt.shape
-    j = np.empty(T, dtype=np.float64)
-    f = np.empty(T, dtype=np.float64)
-    n_words = make_layout(H, W, 0).n_words
-    step = frames_per_chunk(H, W)
-    for start in range(0, T, step):
-        sl = slice(start, min(T, start + step))
-        words = np.zeros((sl.stop - start, H, n_words), WORD)
-        pack_into(words, gt[sl])
-        j[sl] = popcount(words) == 0
-        f[sl] = count_boundary_pixels(words, W) == 0
-    return j, f
+    return _empty_from(frame_counts(gt, None, radius=1))  # no boundary to match: any radius
