@@ -110,7 +110,8 @@ def test_shift_at_tolerance_and_one_more():
 
 
 def test_border_touching_and_hand_counts():
-    # a 4x4 box in the corner: boundary pixels never lie on the image border
+    # a 4x4 box in the corner: the image edge creates no boundary (the box's sides along the border are
+    # not boundary pixels, its other sides are, border pixels included)
     m = box(10, 10, 0, 4, 0, 4)
     shifted = box(10, 10, 0, 4, 1, 5)
     check_against_reference(m[None], shifted[None], bound_th=1)
@@ -138,9 +139,12 @@ def test_random_masks_match_reference(shape):
     check_against_reference(gt, (rng.random(shape) < 0.5).astype(np.uint8))
 
 
-def test_stack_equals_frames_and_errors():
+def test_stack_equals_frames_and_errors(monkeypatch):
+    from mora.metrics import boundary as bnd
+
+    monkeypatch.setattr(bnd, "_CHUNK_PIXELS", 8 * 20 * 30)  # chunks of 8 frames: 8 full ones, then 6
     rng = np.random.default_rng(1)
-    gt = (rng.random((70, 20, 30)) < 0.3).astype(np.uint8)  # more frames than one chunk holds at this size
+    gt = (rng.random((70, 20, 30)) < 0.3).astype(np.uint8)
     pred = (rng.random((70, 20, 30)) < 0.3).astype(np.uint8)
     j, f = jaccard(gt, pred), boundary_f(gt, pred)
     assert [jaccard(g, p) for g, p in zip(gt, pred)] == list(j)
@@ -167,7 +171,7 @@ def test_noise_masks_match_reference(shape):
 def test_radii_match_reference(bound_th):
     # windows for r <= MAX_WINDOW_RADIUS (24), KD-tree above; widths below, at and above one word
     rng = np.random.default_rng(bound_th)
-    for shape in ((2, 60, 50), (2, 41, 131)):
+    for shape in ((2, 60, 50), (2, 40, 64), (2, 41, 131)):
         gt, pred = noise_pair(rng, shape, 0.1)
         check_against_reference(gt, pred, bound_th=bound_th)
         T, H, W = shape
@@ -267,3 +271,22 @@ def test_scores_with_baseline_equal_the_separate_calls():
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(je, [0, 1, 0, 0, 0])
     np.testing.assert_array_equal(fe, [0, 1, 1, 0, 0])
+
+
+def test_degenerate_shapes():
+    rng = np.random.default_rng(2)
+    for shape in ((4, 1, 1), (3, 1, 70), (3, 70, 1), (2, 1, 64)):
+        for th in (0.008, 1, 3):
+            check_against_reference(*noise_pair(rng, shape, 0.5), bound_th=th)
+    j, f = jaccard_and_boundary_f(np.zeros((0, 10, 10)), np.zeros((0, 10, 10)))
+    assert j.shape == f.shape == (0,)
+    assert empty_prediction_scores(np.zeros((0, 10, 10)))[0].shape == (0,)
+
+
+def test_kd_path_across_chunks(monkeypatch):
+    from mora.metrics import boundary as bnd
+
+    monkeypatch.setattr(bnd, "_CHUNK_PIXELS", 2 * 45 * 70)
+    rng = np.random.default_rng(4)
+    gt, pred = noise_pair(rng, (5, 45, 70), 0.1)  # chunks of 2, 2 and 1 frames
+    check_against_reference(gt, pred, bound_th=30)  # radius above MAX_WINDOW_RADIUS: KD-tree

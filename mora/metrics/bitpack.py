@@ -35,7 +35,7 @@ class FrameSlots:
 
     Pixel ``(y, x)`` of frame ``t`` is bit ``y * W + x`` of slot ``t`` (little-endian: bit ``i`` of word
     ``i // 64``), a slot is :attr:`slot_words` words long and zero past ``H * W`` bits, and ``W // 64 + 2``
-    zero words follow the last slot (the kernels read past a frame's last row).
+    words follow the last slot: the kernels read past a frame's last row (and discard what they read).
     """
 
     def __init__(self, n_frames: int, height: int, width: int) -> None:
@@ -54,5 +54,5 @@ class FrameSlots:
         packed = np.packbits(mask.reshape(n, H * W), axis=-1, bitorder="little")
         used = self.words[: n * self.slot_words].view(np.uint8).reshape(n, self.slot_words * 8)
         used[:, : packed.shape[1]] = packed
-        self.words[n * self.slot_words : n * self.slot_words + self.extra] = 0  # after a longer chunk
+        self.words[n * self.slot_words : n * self.slot_words + self.extra] = 0  # tidy after a longer chunk
         return self.words

@@ -4,7 +4,8 @@ Reference semantics (davis2017-evaluation ``metrics.py``), reproduced exactly:
 
 * boundary map (``_seg2bmap``): a pixel is on the boundary when the 2x2 window it opens towards
   east / south / south-east is not constant, considering only pixels inside the image. Hence the
-  image border is never a boundary, a single pixel has 4 boundary pixels, a full frame has none.
+  image edge itself never creates a boundary (a full frame has none), and a single pixel away from
+  the border has 4 boundary pixels (at the top-left corner, 1).
 * tolerance ``r = bound_th`` if ``bound_th >= 1`` else ``ceil(bound_th * ||(H, W)||)``;
   boundaries are dilated with ``skimage.morphology.disk(r)`` (``dx^2 + dy^2 <= r^2``) and a neutral
   border, as ``cv2.dilate`` does.
@@ -13,7 +14,7 @@ Reference semantics (davis2017-evaluation ``metrics.py``), reproduced exactly:
 
 How it is fast: masks are bit-packed (:mod:`mora.metrics.bitpack`) and a compiled kernel
 (:mod:`mora.metrics.kernels`) computes both boundary maps with word operations and tests the disk only at
-boundary pixels, 64 pixels at a time, in overlapping 64-bit windows: with ``halo`` = ``r`` rounded up to a
+boundary pixels, up to ``step`` pixels per 64-bit word operation, in overlapping 64-bit windows: with ``halo`` = ``r`` rounded up to a
 multiple of 8 and ``step = 64 - 2 * halo``, window ``u`` of a row holds pixels ``[u * step - halo,
 u * step + step + halo)``; its middle ``step`` bits (the *centre*) belong to it alone, so a horizontal
 dilation by ``r`` needs no carries between words.
@@ -71,7 +72,7 @@ class Layout(NamedTuple):
     halo: int  # columns a window repeats on either side: r rounded up to whole bytes
     step: int  # centre columns per window, 64 - 2 * halo
     windows: np.ndarray  # uint64 [2, n_windows]: centre bits and all bits of each window inside the frame
-    spreads: np.ndarray  # int64 [r + 2]: Horner dilations (kernels._matched); [0] unused
+    spreads: np.ndarray  # int64 [r + 1]: Horner dilations (kernels._matched); [0] unused
 
 
 def make_layout(height: int, width: int, radius: int) -> Layout:
@@ -93,9 +94,8 @@ def _window_layout(height: int, width: int, radius: int) -> Layout:
         windows[0, u] = sum(1 << j for j in inside if halo <= j < halo + step)
         windows[1, u] = sum(1 << j for j in inside)
     widths = disk_row_widths(radius)
-    spreads = np.array(
-        [0] + [widths[d - 1] - widths[d] for d in range(1, radius + 1)] + [widths[-1]], np.int64
-    )
+    # the disk's row at distance r is a single pixel (width 0): no dilation after the last rows
+    spreads = np.array([0] + [widths[d - 1] - widths[d] for d in range(1, radius + 1)], np.int64)
     return Layout(height, width, radius, n_windows, halo, step, windows, spreads)
 
 

@@ -23,8 +23,8 @@ over its words, which LLVM vectorises. For every frame the kernel
    and popcounted. The boundary maps carry zero rows above and below the frame, so no gather needs a
    bounds check.
 
-Everything stays in the L1/L2 caches: per frame the kernel reads the two slots once and works on a few
-scratch arrays of the frame's packed size.
+Per frame the kernel makes three passes over each slot (J, east and south differences) and works on
+scratch arrays of about the frame's packed size (1.5 MB at 720p), which stay in the L2 cache.
 """
 
 from __future__ import annotations
@@ -153,8 +153,8 @@ def _matched(query, query_rows, source, H, W, base, r, halo, step, n_windows, sp
             window of zero bits on either side.
         query_rows: ``[H]`` rows of ``query`` that may hold boundary pixels.
         spreads: ``spreads[d]`` (``d = 1 .. r``) is the dilation applied to the accumulated rows before
-            the rows at distance ``d`` are added, ``spreads[r + 1]`` the final one (the disk's narrowest
-            half-width).
+            the rows at distance ``d`` are added (rows at distance ``r`` have half-width 0, so nothing
+            follows them).
         windows: ``uint64 [2, n_windows]``: per window column, its centre bits and all its bits that
             lie inside the frame.
         starts, bits: scratch, ``int64 [H * n_windows]`` and ``uint64 [3, H * n_windows]``.
@@ -184,7 +184,6 @@ def _matched(query, query_rows, source, H, W, base, r, halo, step, n_windows, sp
         for i in range(n):
             p = starts[i]
             acc[i] |= (_bits_at(source, p + off) | _bits_at(source, p - off)) & valid[i]
-    _spread_all(acc, n, spreads[r + 1])
     matched = 0
     for i in range(n):
         matched += _popcount(acc[i] & cen[i])
@@ -196,12 +195,13 @@ def frame_counts(pred, gt, T, H, W, FW, r, halo, step, n_windows, spreads, windo
     """Counts of ``T`` frame slots of two masks into ``counts [T, N_COUNTS]`` int64 (see module doc).
 
     Args:
-        pred, gt: ``uint64 [T * FW + W // 64 + 2]``: frame ``t`` in words ``t * FW .. (t + 1) * FW``,
-            zero words after the last slot.
+        pred, gt: ``uint64 [T * FW + W // 64 + 2]``: frame ``t`` in words ``t * FW .. (t + 1) * FW``;
+            the words after the last slot keep the south-neighbour reads of the last frame's last row
+            in bounds (their content is never used, like the next frame's words for the other frames).
         FW: words per slot, at least one more than the frame's pixels need.
         r, halo, step, n_windows: disk radius and window geometry; ``n_windows == 0`` skips step 3 and
             stores the boundary maps in ``bmaps [2, T, FW]`` (predictions, ground truths) instead.
-        spreads: ``int64 [r + 2]`` Horner dilations (see :func:`_matched`).
+        spreads: ``int64 [r + 1]`` Horner dilations (see :func:`_matched`).
         windows: ``uint64 [2, n_windows]`` per window column, its centre bits and all its bits that lie
             inside the frame.
         need_f: ``False`` stops after the J counts (boundary columns are left at 0).

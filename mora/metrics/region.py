@@ -51,7 +51,9 @@ def frame_counts(
     """
     T, H, W = annotation.shape
     layout = make_layout(H, W, radius if need_f else 0)
-    counts = np.empty((T, kernels.N_COUNTS), np.int64)
+    counts = np.zeros((T, kernels.N_COUNTS), np.int64)
+    if T == 0:
+        return counts
     step = min(T, frames_per_chunk(H, W))
     pred_slots, gt_slots = FrameSlots(step, H, W), FrameSlots(step, H, W)
     FW = gt_slots.slot_words
