@@ -3,8 +3,9 @@
     python -m data_prep.synthetic --out D --num-videos N --seed S [--size 64] [--frames 24 36]
 
 Writes ``D/{train,val,test}.json`` and ``D/annotations/<video_id>/{images,masks}`` (JPEG frames at 6 fps
-named ``frame_%06d.jpg``; palette mask PNGs, value = object id, for every object, on the frames inside
-some question's motion span). Video ids end in ``_MMSS_MMSS``; action_start/action_end are MM:SS on the
+named ``frame_%06d.jpg``; palette mask PNGs, value = object id, for every object on every frame: GroundMoRe's
+protocol empties the ground truth outside each question's span, and training can supervise the answer
+object's masks outside its motion too). Video ids end in ``_MMSS_MMSS``; action_start/action_end are MM:SS on the
 source-video clock, so GroundMoRe's span formula gives exactly the frames where the answer object
 moves. The same seed gives byte-identical files; video ``i`` depends only on (seed, i). The dataset is
 written into a temporary folder and renamed into place, so an interrupted run never leaves a folder
@@ -45,7 +46,7 @@ class GeneratedVideo:
     video_id: str
     scene: Scene
     questions: dict[str, dict]
-    annotated: list[int]  # frame indices with a mask PNG
+    annotated: list[int]  # frame indices with a mask PNG (every frame)
 
 
 def _png_bytes(labels: np.ndarray) -> bytes:
@@ -73,7 +74,7 @@ def generate_video(seed: int, index: int, settings: SceneSettings) -> GeneratedV
     clip_start = int(rng.integers(0, 59 * 60 - scene.seconds))
     clip_end = clip_start + scene.seconds
     video_id = f"synth{index:05d}_{format_mmss(clip_start).replace(':', '')}_{format_mmss(clip_end).replace(':', '')}"
-    questions, annotated = {}, set()
+    questions = {}
     for qid, (q, text) in enumerate(picked):
         questions[str(qid)] = {
             "question": text,
@@ -83,8 +84,7 @@ def generate_video(seed: int, index: int, settings: SceneSettings) -> GeneratedV
             "action_start": format_mmss(clip_start + q.start),
             "action_end": format_mmss(clip_start + q.end),
         }
-        annotated.update(range(q.start * FPS, q.end * FPS))
-    return GeneratedVideo(video_id, scene, questions, sorted(annotated))
+    return GeneratedVideo(video_id, scene, questions, list(range(scene.num_frames)))
 
 
 def write_video(video: GeneratedVideo, annotations: Path) -> None:

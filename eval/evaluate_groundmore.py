@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             chunk_idx=opts.chunk_idx,
             visualize=opts.visualize,
             predict_kwargs=opts.predict_kwargs,
+            with_ungated=opts.with_ungated,
         )
         if scores is None:
             return (

@@ -25,6 +25,7 @@ MASK_ENGINE_MODEL_TYPES = ("sam2", "sam2_video", "sam")
 PROPAGATION_MODES = ("memory", "per_frame")
 VIDEO_POOLINGS = ("videochatgpt", "frame_grid")
 RESIZE_MODES = ("squash", "longest_pad")
+SPAN_HEADS = ("tokens", "mask_pooled")
 
 
 class MoRAConfig(PretrainedConfig):
@@ -47,18 +48,27 @@ class MoRAConfig(PretrainedConfig):
             T*p*p tokens: where things are in every frame, not only on average). Qwen2.5-VL keeps its own
             spatio-temporal patches.
         video_pool_grid: p of ``"frame_grid"``.
-        motion_pixel_fold: r; > 0 also feeds each motion token the two frames' pixels pooled to
-            ``g*r x g*r`` and folded per cell (`MotionTokenizer`); 0 = feature differences only.
         use_motion_dense_prompt: give the mask decoder a dense motion prompt per frame
             (`mora.model.motion_prompt.MotionDensePrompt`: differences of the engine's image embeddings and
             of the frames to the neighbouring frames, zero-initialised output). True for new configs; a
             saved config without this field (checkpoints from before it existed) loads with False.
         motion_dense_prompt_dim: width of the `MotionDensePrompt` conv stack.
-        use_seg_correlation: give the mask decoder a dense prompt from the correlation of the ``[SEG]`` state
-            with every cell of the image-embedding grid (`mora.model.seg_correlation.SegCorrelationPrompt`,
-            zero-initialised output), supervised by the target mask pooled to the grid. Off by default (the
-            paper's model); the tiny preset turns it on.
-        seg_correlation_dim: width of its query / key space.
+        video_adapter_layers: space-time blocks of the `VideoAdapter` between vision tower and language model
+            (attention among the cells of a frame, then among the frames of a cell); 0 = no adapter (the
+            paper's model). Its zero-initialised residual output leaves pretrained features unchanged at init.
+        video_adapter_dim, video_adapter_heads: width and heads of its blocks.
+        grounding_reader_layers: decoder layers of the `GroundingReader`, in which the ``[SEG]`` and ``[LOC]``
+            states attend to every frame's full grid tokens before the heads read them; 0 = off.
+        grounding_reader_heads: its attention heads.
+        use_video_dense_prompt: give the mask decoder the adapted vision grid of each frame as a dense prompt
+            (`VideoDensePrompt`, zero-initialised output).
+        pixel_mask_dim: width e of the `PixelMaskPath` (masks also from the dot product of a ``[SEG]`` query with
+            per-pixel embeddings of each frame at the engine's input resolution, added to the engine's logits;
+            zero-initialised query); 0 = off (the engine's decoder alone).
+        span_head: ``"tokens"`` (`TemporalHead`: the ``[LOC]`` query against each frame's visual and motion
+            tokens) or ``"mask_pooled"`` (`MaskPooledSpanHead`: each frame scored from the grid tokens under
+            the predicted mask of the answer object and that mask's motion; masks are decoded on every frame
+            before the span is known).
         frame_prompts: add a per-frame prompt token (the ``[SEG]`` state's attention readout over the
             frame's visual + motion tokens) beside the ``[SEG]`` projection.
         seg_hidden_offset: 0 = the ``[SEG]`` token's own hidden state; -1 = the state before it (LISA).
@@ -68,9 +78,7 @@ class MoRAConfig(PretrainedConfig):
         backbone_resize_mode: ``"squash"`` (resize to a square) or ``"longest_pad"``.
         backbone_image_mean, backbone_image_std: normalisation of backbone frames, 0..1 units.
         chat_template: ``"vicuna_v1"`` (USER: ... ASSISTANT: ...) or ``"chatml"`` (Qwen).
-        ce_loss_weight, mask_bce_loss_weight, mask_dice_loss_weight, temporal_loss_weight,
-        correlation_loss_weight: loss weights (the last one: BCE of the ``[SEG]`` correlation map against
-            the target mask pooled to the grid; used only with ``use_seg_correlation``).
+        ce_loss_weight, mask_bce_loss_weight, mask_dice_loss_weight, temporal_loss_weight: loss weights.
         propagation: ``"memory"`` (SAM2 key-frame decode + memory propagation) or ``"per_frame"``.
         span_threshold: in-span probability above which a frame counts as inside the motion span.
         max_new_tokens: generation budget of ``predict(mode="generate")``.
@@ -98,11 +106,16 @@ class MoRAConfig(PretrainedConfig):
     motion_grid: int = 4
     video_pooling: str = "videochatgpt"
     video_pool_grid: int = 4
-    motion_pixel_fold: int = 0
     use_motion_dense_prompt: bool = True
     motion_dense_prompt_dim: int = 128
-    use_seg_correlation: bool = False
-    seg_correlation_dim: int = 64
+    video_adapter_layers: int = 0
+    video_adapter_dim: int = 256
+    video_adapter_heads: int = 4
+    grounding_reader_layers: int = 0
+    grounding_reader_heads: int = 4
+    use_video_dense_prompt: bool = False
+    pixel_mask_dim: int = 0
+    span_head: str = "tokens"
     frame_prompts: bool = False
     seg_hidden_offset: int = 0
     loc_hidden_offset: int = 0
@@ -116,7 +129,6 @@ class MoRAConfig(PretrainedConfig):
     mask_bce_loss_weight: float = 2.0
     mask_dice_loss_weight: float = 0.5
     temporal_loss_weight: float = 1.0
-    correlation_loss_weight: float = 1.0
     propagation: str = "memory"
     span_threshold: float = 0.5
     max_new_tokens: int = 32
@@ -154,18 +166,30 @@ class MoRAConfig(PretrainedConfig):
             )
         if self.num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
-        if self.motion_pixel_fold < 0:
-            raise ValueError(f"motion_pixel_fold must be >= 0, got {self.motion_pixel_fold}")
         if self.video_pooling not in VIDEO_POOLINGS:
             raise ValueError(f"video_pooling must be one of {VIDEO_POOLINGS}, got {self.video_pooling!r}")
         if self.video_pool_grid < 1:
             raise ValueError(f"video_pool_grid must be >= 1, got {self.video_pool_grid}")
         if self.video_pooling != "videochatgpt" and self.backbone_family != "llava":
             raise ValueError(f"video_pooling={self.video_pooling!r} applies to the llava family only")
+        for name in ("video_adapter_layers", "grounding_reader_layers", "pixel_mask_dim"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.video_adapter_layers and (
+            self.video_adapter_dim % self.video_adapter_heads or self.video_adapter_dim % 4
+        ):
+            raise ValueError(
+                f"video_adapter_dim {self.video_adapter_dim} must be divisible by 4 and by "
+                f"video_adapter_heads {self.video_adapter_heads}"
+            )
+        if self.grounding_reader_layers and self.hidden_size % self.grounding_reader_heads:
+            raise ValueError(
+                f"grounding_reader_heads {self.grounding_reader_heads} must divide the hidden size {self.hidden_size}"
+            )
+        if self.span_head not in SPAN_HEADS:
+            raise ValueError(f"span_head must be one of {SPAN_HEADS}, got {self.span_head!r}")
         if self.motion_grid < 1:
             raise ValueError(f"motion_grid must be >= 1, got {self.motion_grid}")
-        if self.seg_correlation_dim < 1:
-            raise ValueError(f"seg_correlation_dim must be >= 1, got {self.seg_correlation_dim}")
         if self.motion_dense_prompt_dim < 1:
             raise ValueError(f"motion_dense_prompt_dim must be >= 1, got {self.motion_dense_prompt_dim}")
         if self.propagation not in PROPAGATION_MODES:
@@ -188,7 +212,6 @@ class MoRAConfig(PretrainedConfig):
             "mask_bce_loss_weight",
             "mask_dice_loss_weight",
             "temporal_loss_weight",
-            "correlation_loss_weight",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -130,10 +130,22 @@ def tiny(
         chat_template=template,
         propagation="per_frame",
         max_new_tokens=24,
-        # a model trained from scratch in minutes needs the short paths: sub-patch motion in the motion
-        # tokens and a supervised [SEG] correlation map (train/README.md, "What the tiny default learns")
-        motion_pixel_fold=4,
-        use_seg_correlation=True,
+        # a model trained from scratch in minutes (train/README.md, "What the tiny default learns"): every
+        # frame's grid mixed across space and time before the language model, which reads 2x2 pooled grids of
+        # its frames; [SEG]/[LOC] read the full grids; the decoder gets the grid as a dense prompt, and masks
+        # get a per-pixel path at the full 64 px; the span is scored from what lies under the predicted mask
+        use_motion_tokens=False,
+        use_motion_dense_prompt=False,
+        video_pooling="frame_grid" if backbone == "llava" else "videochatgpt",
+        video_pool_grid=2,
+        video_adapter_layers=2,
+        video_adapter_dim=96,
+        video_adapter_heads=4,
+        grounding_reader_layers=3,
+        grounding_reader_heads=4,
+        use_video_dense_prompt=True,
+        pixel_mask_dim=16,
+        span_head="mask_pooled",
     )
     _apply_tiny_token_ids(config, tokenizer)
     return config

@@ -14,6 +14,18 @@ from mora.processing.processing_mora import MoRAProcessor
 from mora.processing.tokenizer import build_tiny_tokenizer
 
 NUM_FRAMES = 6
+# The paper's model on the tiny sizes: Video-ChatGPT tokens + motion tokens, motion dense prompts, the token
+# span head; none of the tiny default's video adapter, grounding reader, video dense prompt, pixel mask path.
+PAPER_STYLE = dict(
+    video_adapter_layers=0,
+    grounding_reader_layers=0,
+    use_video_dense_prompt=False,
+    pixel_mask_dim=0,
+    span_head="tokens",
+    use_motion_tokens=True,
+    use_motion_dense_prompt=True,
+    video_pooling="videochatgpt",
+)
 
 
 @functools.cache

@@ -184,3 +184,42 @@ def test_collator_output_trains_the_tiny_model(root):
     out.loss.backward()
     with pytest.raises(ValueError, match="empty"):
         MoRACollator(processor)([])
+
+
+def test_video_groups_share_one_draw_of_frames_and_collate_to_one_encoding(root):
+    from mora.presets import tiny
+    from mora.processing.processing_mora import MoRAProcessor
+    from mora.processing.tokenizer import build_tiny_tokenizer
+
+    spec = dict(format="groundmore", root=str(root), meta="train.json")
+    single = build_dataset(DatasetSpec(**spec), num_frames=8, seed=0)
+    grouped = build_dataset(DatasetSpec(**spec, video_groups=True), num_frames=8, seed=0)
+    videos = {str(s.video) for s in single.samples}
+    assert len(grouped) == len(videos) < len(single)
+    items = [grouped[i] for i in range(3)]
+    assert sum(len(g) for g in items) > 3
+    for group in items:
+        assert len({e.sample_id for e in group}) == len(group)
+        assert all(e.frames is group[0].frames and e.frame_indices == group[0].frame_indices for e in group)
+    processor = MoRAProcessor.from_config(tiny(num_frames=8), build_tiny_tokenizer())
+    batch = MoRACollator(processor)(items)
+    B = sum(len(g) for g in items)
+    assert batch["pixel_values"].shape[0] == 3 and batch["input_ids"].shape[0] == B
+    assert batch["video_index"].tolist() == [v for v, g in enumerate(items) for _ in g]
+    assert batch["gt_masks"].shape[:2] == (B, 8)
+
+
+def test_masks_outside_the_span_are_supervised_on_request(root):
+    spec = dict(format="groundmore", root=str(root), meta="train.json")
+    inside = build_dataset(DatasetSpec(**spec), num_frames=12, seed=0)
+    everywhere = build_dataset(DatasetSpec(**spec, mask_outside_span=True), num_frames=12, seed=0)
+    seen_outside = False
+    for i in range(len(inside)):
+        a, b = inside[i], everywhere[i]
+        assert a.frame_indices == b.frame_indices and a.span == b.span
+        in_span = np.array([a.span[0] <= t <= a.span[1] for t in range(12)])
+        assert np.array_equal(a.mask_valid, in_span)  # the generator writes masks on every frame
+        assert b.mask_valid.all()
+        assert np.array_equal(a.masks[in_span], b.masks[in_span]) and not a.masks[~in_span].any()
+        seen_outside |= bool(b.masks[~in_span].any())  # the answer object is there outside its motion
+    assert seen_outside

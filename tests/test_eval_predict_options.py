@@ -45,3 +45,53 @@ def test_run_inference_passes_predict_kwargs(tmp_path: Path):
     assert model.calls == [{"gate": False}]
     written = np.asarray(Image.open(tmp_path / "pred" / "v" / "q" / "f0.png"))
     assert written[0, 0] > 0 and written.sum() == written[0, 0]
+
+
+class _Truth:
+    def __init__(self, masks):
+        self.masks = masks
+
+    def load(self):
+        return self.masks
+
+
+class _SpanModel:
+    """Masks on every frame before gating; gated, only frame 1 keeps its mask."""
+
+    def predict(self, frames, question, with_ungated=False, **kwargs):
+        T, H, W = frames.shape[:3]
+        ungated = np.zeros((T, H, W), bool)
+        ungated[:, 2:6, 2:6] = True
+        gated = ungated.copy()
+        gated[[0, 2]] = False
+        scores = np.array([0.1, 0.9, 0.2], np.float32)
+        return Prediction(gated, (1, 1), scores, "ok", ungated if with_ungated else None)
+
+
+def test_with_ungated_writes_both_folders_from_one_pass_and_scores_both(tmp_path: Path):
+    from mora.evaluation.runner import RunOptions, evaluate_benchmark
+    from mora.evaluation.scoring import ScoreJob
+
+    frames = []
+    for t in range(3):
+        frames.append(tmp_path / f"f{t}.jpg")
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(frames[-1])
+    item = InferenceItem("v", "q", "which?", frames, ["f0", "f1", "f2"], [0, 1, 2])
+    assert _parse("--with-ungated").with_ungated and not _parse().with_ungated
+    run_inference(_SpanModel(), [item], tmp_path / "pred", ungated_dir=tmp_path / "pred_ungated")
+    gated = [np.asarray(Image.open(tmp_path / "pred" / "v" / "q" / f"f{t}.png")) > 0 for t in range(3)]
+    ungated = [
+        np.asarray(Image.open(tmp_path / "pred_ungated" / "v" / "q" / f"f{t}.png")) > 0 for t in range(3)
+    ]
+    assert [m.any() for m in gated] == [False, True, False] and all(m.any() for m in ungated)
+
+    # scoring: ground truth = the square on frame 1 only -> gated is perfect, ungated is not
+    gt = np.zeros((3, 8, 8), bool)
+    gt[1, 2:6, 2:6] = True
+    job = ScoreJob(
+        video_id="v", question_id="q", category="Descriptive", frame_stems=["f0", "f1", "f2"], gt=_Truth(gt)
+    )
+    opts = RunOptions(out=tmp_path / "out", pred_dir=tmp_path / "pred", with_ungated=True)
+    scores, table = evaluate_benchmark([job], None, opts, title="t")
+    assert scores["overall"]["JF"] == 1.0 and scores["overall"]["JF_ungated"] < 0.5
+    assert (tmp_path / "out" / "ungated" / "scores.json").is_file() and "ungated" in table

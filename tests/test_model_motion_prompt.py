@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from model_testing import NUM_FRAMES, moving_square_clip, tiny_config, tiny_model, training_batch
+from model_testing import NUM_FRAMES, PAPER_STYLE, moving_square_clip, tiny_model, training_batch
 
 from mora.configuration_mora import MoRAConfig
 from mora.model.inference import _window_prompts
@@ -33,7 +33,8 @@ def _randomise(module: torch.nn.Module, seed: int = 0) -> None:
     """Give the zero-initialised output layer weights so the prompts are non-zero."""
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for param in module.net[-1].parameters():
+        last = module.net[-1] if hasattr(module, "net") else module.proj[-1]  # motion / video dense prompt
+        for param in last.parameters():
             param.copy_(0.5 * torch.randn(param.shape, generator=generator))
 
 
@@ -110,8 +111,8 @@ def test_motion_dense_prompt_shapes_zero_init_and_static_clip():
 # ------------------------------------------------------------------ the model
 @pytest.mark.parametrize("engine", ENGINE_KINDS)
 def test_switch_on_equals_switch_off_at_init(engine):
-    on = tiny_model("llava", engine, seed=0, use_seg_correlation=False).eval()
-    off = tiny_model("llava", engine, seed=0, use_motion_dense_prompt=False, use_seg_correlation=False).eval()
+    on = tiny_model("llava", engine, seed=0, **PAPER_STYLE).eval()
+    off = tiny_model("llava", engine, seed=0, **{**PAPER_STYLE, "use_motion_dense_prompt": False}).eval()
     assert on.config.use_motion_dense_prompt and on.motion_dense_prompt is not None
     assert off.motion_dense_prompt is None
     assert not any(k.startswith("motion_dense_prompt.") for k in off.state_dict())
@@ -125,7 +126,7 @@ def test_switch_on_equals_switch_off_at_init(engine):
 
 
 def test_gradients_reach_the_motion_module_and_it_is_a_trained_head():
-    model = tiny_model("llava", "sam2")
+    model = tiny_model("llava", "sam2", **PAPER_STYLE)
     counts = configure_trainable(model, TrainableSettings())
     assert counts["motion_dense_prompt"] == sum(p.numel() for p in model.motion_dense_prompt.parameters())
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")
@@ -133,12 +134,12 @@ def test_gradients_reach_the_motion_module_and_it_is_a_trained_head():
     params = dict(model.motion_dense_prompt.named_parameters())
     assert all(p.requires_grad and p.grad is not None for p in params.values())
     assert params["net.4.weight"].grad.abs().sum() > 0  # the zero-initialised output layer learns
-    off = tiny_model("llava", "sam2", use_motion_dense_prompt=False)
+    off = tiny_model("llava", "sam2", **{**PAPER_STYLE, "use_motion_dense_prompt": False})
     assert configure_trainable(off, TrainableSettings())["motion_dense_prompt"] == 0
 
 
 def test_motion_prompt_changes_masks_once_trained():
-    model = tiny_model("llava", "sam", seed=1).eval()
+    model = tiny_model("llava", "sam", seed=1, **PAPER_STYLE).eval()
     batch = training_batch(model.processor)
     with torch.no_grad():
         before = model(**batch).mask_logits
@@ -149,7 +150,7 @@ def test_motion_prompt_changes_masks_once_trained():
 
 @pytest.mark.parametrize("switch", [True, False])
 def test_save_load_round_trip(switch, tmp_path):
-    model = tiny_model("llava", "sam2", seed=2, use_motion_dense_prompt=switch).eval()
+    model = tiny_model("llava", "sam2", seed=2, **{**PAPER_STYLE, "use_motion_dense_prompt": switch}).eval()
     if switch:
         _randomise(model.motion_dense_prompt)
     model.save_pretrained(tmp_path)
@@ -165,7 +166,7 @@ def test_save_load_round_trip(switch, tmp_path):
 
 def test_config_without_the_field_loads_switched_off(tmp_path):
     """Checkpoints saved before the field existed keep their architecture (no motion module)."""
-    model = tiny_model("llava", "sam", seed=4, use_motion_dense_prompt=False).eval()
+    model = tiny_model("llava", "sam", seed=4, **{**PAPER_STYLE, "use_motion_dense_prompt": False}).eval()
     model.save_pretrained(tmp_path)
     config_file = tmp_path / "config.json"
     values = json.loads(config_file.read_text())
@@ -174,20 +175,27 @@ def test_config_without_the_field_loads_switched_off(tmp_path):
     assert MoRAConfig.from_pretrained(tmp_path).use_motion_dense_prompt is False
     loaded = MoRAForVideoGrounding.from_pretrained(tmp_path)
     assert loaded.motion_dense_prompt is None
-    assert tiny_config().use_motion_dense_prompt is True  # new configs have it on
+    assert MoRAConfig().use_motion_dense_prompt is True  # new configs have it on
 
 
+@pytest.mark.parametrize("style", ["paper", "tiny_default"])
 @pytest.mark.parametrize("num_frames", [NUM_FRAMES, 3 * NUM_FRAMES + 2])
-def test_predict_window_prompts_equal_whole_clip_prompts(num_frames):
-    model = tiny_model("llava", "sam2", seed=5).eval()
-    _randomise(model.motion_dense_prompt)
+def test_predict_window_prompts_equal_whole_clip_prompts(num_frames, style):
+    """Dense prompts of frame windows (motion prompt: with their partner frames; video dense prompt: the
+    clip's adapted grid rows) equal those of the whole clip."""
+    model = tiny_model("llava", "sam2", seed=5, **(PAPER_STYLE if style == "paper" else {})).eval()
+    for module in (model.motion_dense_prompt, model.video_dense_prompt):
+        if module is not None:
+            _randomise(module)
     assert model.motion_stride(num_frames) == (1 if num_frames == NUM_FRAMES else 3)
     pix = torch.randn(num_frames, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     last = num_frames - 1
     with torch.no_grad():
-        whole = model.motion_dense_embeds(model.engine_features(pix), pix[None])
+        features = model.encode_video(pix[None])[0]
+        whole = model.dense_prompts(model.engine_features(pix), pix[None], video_grid=features.grid)
+        assert whole is not None and torch.count_nonzero(whole) > 0
         for frames in ([0, 1, 2], [2, 3, 4, 5], [last - 1, last], [5], [0], [last]):
-            feats, dense = _window_prompts(model, pix, frames)
+            feats, dense = _window_prompts(model, pix, frames, features)
             assert len(feats) == len(frames)
             torch.testing.assert_close(dense, whole[frames], atol=1e-5, rtol=1e-5)
 
@@ -196,7 +204,7 @@ def test_predict_window_prompts_equal_whole_clip_prompts(num_frames):
     ("engine", "propagation"), [("sam2", "memory"), ("sam2", "per_frame"), ("sam", "per_frame")]
 )
 def test_predict_with_the_motion_prompt(engine, propagation):
-    model = tiny_model("llava", engine, seed=6).eval()
+    model = tiny_model("llava", engine, seed=6, **PAPER_STYLE).eval()
     _randomise(model.motion_dense_prompt)
     frames, _ = moving_square_clip()
     pred = model.predict(
@@ -208,9 +216,7 @@ def test_predict_with_the_motion_prompt(engine, propagation):
 def test_switching_on_for_an_old_checkpoint_starts_from_zero_init(tmp_path):
     """``from_pretrained(old, use_motion_dense_prompt=True)``: the missing module is freshly initialised
     (finite, zero output), so the loaded model starts exactly where the old one was."""
-    model = tiny_model(
-        "llava", "sam2", seed=7, use_motion_dense_prompt=False, use_seg_correlation=False
-    ).eval()
+    model = tiny_model("llava", "sam2", seed=7, **{**PAPER_STYLE, "use_motion_dense_prompt": False}).eval()
     model.save_pretrained(tmp_path)
     loaded, info = MoRAForVideoGrounding.from_pretrained(
         tmp_path, use_motion_dense_prompt=True, output_loading_info=True

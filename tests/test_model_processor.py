@@ -41,7 +41,8 @@ def test_placeholders_expand_to_the_layout_counts(processor):
     for row in range(2):
         assert int((ids[row] == processor.token_ids.video).sum()) == layout.num_video_tokens(NUM_FRAMES)
         assert int((ids[row] == processor.token_ids.motion).sum()) == layout.num_motion_tokens(NUM_FRAMES)
-    assert layout.num_motion_tokens(NUM_FRAMES) == (NUM_FRAMES - 1) * layout.motion_grid**2
+    expected = (NUM_FRAMES - 1) * layout.motion_grid**2 if layout.use_motion_tokens else 0
+    assert layout.num_motion_tokens(NUM_FRAMES) == expected
 
 
 def test_labels_cover_the_answer_only(processor):
@@ -91,7 +92,7 @@ def test_seg_count_mismatch_between_answers_and_masks_raises(processor):
         processor([clip], ["q"], answers=["[SEG] and [SEG] [LOC]"], masks=[masks])
     with pytest.raises(ValueError, match=r"answer 0 has 0 \[LOC\] tokens but 1 span"):
         processor([clip], ["q"], answers=["It is [SEG]."], masks=[masks], spans=[(0, 2)])
-    with pytest.raises(ValueError, match="masks has 2 entries but there are 1 videos"):
+    with pytest.raises(ValueError, match="masks has 2 entries but there are 1 questions"):
         processor([clip], ["q"], answers=["[SEG]"], masks=[masks, masks])
     with pytest.raises(ValueError, match="not an inclusive range"):
         processor([clip], ["q"], answers=[ANSWER_WITH_SPAN], masks=[masks], spans=[(3, NUM_FRAMES)])

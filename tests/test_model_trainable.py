@@ -23,8 +23,10 @@ def test_default_groups_are_frozen_or_trained_as_lisa():
     counts = configure_trainable(model, TrainableSettings())
     assert counts["vision_tower"] == counts["projector"] == counts["mask_image_encoder"] == 0
     assert counts["language_model"] == 0
-    for group in ("lora", "mask_decoder", "seg_projector", "temporal_head", "motion_tokenizer"):
+    groups = ("lora", "mask_decoder", "seg_projector", "temporal_head", "video_adapter", "grounding_reader")
+    for group in (*groups, "video_dense_prompt", "pixel_mask_path"):
         assert counts[group] > 0, group
+    assert counts["motion_tokenizer"] == 0  # the tiny default has no motion tokens
     hidden = model.config.hidden_size
     assert counts["new_token_rows"] == 2 * 2 * hidden  # [SEG], [LOC] rows of embeddings and lm_head
     assert counts["total"] == sum(v for k, v in counts.items() if k != "total")

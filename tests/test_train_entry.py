@@ -91,7 +91,7 @@ def test_two_steps_through_the_entry_script(synthetic, tmp_path):
     assert [p.name for p in sorted((out / "checkpoints").iterdir())] == ["step_00000001", "step_00000002"]
     info = json.loads((out / "run_info.json").read_text())
     assert info["packages"]["torch"] and info["packages"]["deepspeed"] and "sha" in info["git"]
-    assert "lr: 0.002" in (out / "config.yaml").read_text()
+    assert "lr: 0.0015" in (out / "config.yaml").read_text()  # train/configs/tiny.yaml
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
 
     import torch

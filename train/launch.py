@@ -28,7 +28,11 @@ logger = get_logger("launch")
 
 DEFAULT_CONFIG = "train/configs/tiny.yaml"
 SYNTHETIC_ROOT = "data/synthetic"
-SYNTHETIC_VIDEOS = 600
+# 1,000 videos: 600 train (about 1,700 questions), 50 val, 350 test (about 1,000 questions, at least 150 of
+# each type, so per-type scores are stable)
+SYNTHETIC_VIDEOS = 1000
+SYNTHETIC_VAL_FRACTION = 0.05
+SYNTHETIC_TEST_FRACTION = 0.35
 
 
 def _run(cmd: list[str]) -> int:
@@ -50,6 +54,10 @@ def ensure_synthetic_data(root: Path, num_videos: int) -> int:
             str(num_videos),
             "--seed",
             "0",
+            "--val-fraction",
+            str(SYNTHETIC_VAL_FRACTION),
+            "--test-fraction",
+            str(SYNTHETIC_TEST_FRACTION),
         ]
     )
 
@@ -85,6 +93,7 @@ def default_flow(args: list[str]) -> int:
             str(synthetic / "test.json"),
             "--out",
             str(run_dir / "eval"),
+            "--with-ungated",
         ]
     )
     if rc == 0:

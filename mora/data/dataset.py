@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from mora.data.sampling import SamplingConfig, make_example
+from mora.data.sampling import SamplingConfig, make_example, make_video_group
 from mora.data.schema import TrainingExample, VideoSample
 from mora.utils.logging import get_logger
 
@@ -44,6 +44,8 @@ class DatasetSpec:
     sampling: str = "auto"  # auto | linspace | target (see mora.data.sampling)
     max_side: int | None = None  # downscale frames larger than this before the processor
     use_span: bool = True  # answer with [LOC] and train the span when the sample has one
+    mask_outside_span: bool = False  # supervise masks on every annotated frame, also outside the span
+    video_groups: bool = False  # one item = every question of one video on one draw of its frames
     include_no_target: bool = False  # ReVOS type_id 2 / expressions without objects
     q_types: list[str] | None = None  # keep only these question types
     limit: int | None = None  # first N samples (smoke runs)
@@ -89,40 +91,64 @@ def load_samples(spec: DatasetSpec) -> list[VideoSample]:
 
 
 class VideoGroundingDataset(Dataset):
-    """``TrainingExample`` s drawn from a list of ``VideoSample`` s."""
+    """``TrainingExample`` s drawn from a list of ``VideoSample`` s.
+
+    With ``video_groups``, an item is the list of examples of every question about one video, sharing one
+    draw of its frames (so the model encodes the video once for all of them); otherwise one question.
+    """
 
     def __init__(
-        self, samples: Sequence[VideoSample], config: SamplingConfig, *, seed: int = 0, name: str = ""
+        self,
+        samples: Sequence[VideoSample],
+        config: SamplingConfig,
+        *,
+        seed: int = 0,
+        name: str = "",
+        video_groups: bool = False,
     ):
         self.samples = list(samples)
         self.config = config
         self.seed = seed
         self.name = name
         self.epoch = 0
+        self.groups: list[list[int]] | None = None
+        if video_groups:
+            by_video: dict[str, list[int]] = {}
+            for i, sample in enumerate(self.samples):
+                by_video.setdefault(str(sample.video), []).append(i)
+            self.groups = list(by_video.values())
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.samples)
+        return len(self.samples) if self.groups is None else len(self.groups)
 
-    def example(self, index: int, rng: np.random.Generator) -> TrainingExample:
+    def example(self, index: int, rng: np.random.Generator) -> TrainingExample | list[TrainingExample]:
+        if self.groups is not None:
+            return make_video_group([self.samples[i] for i in self.groups[index]], self.config, rng)
         return make_example(self.samples[index], self.config, rng)
 
-    def __getitem__(self, index: int) -> TrainingExample:
-        if not 0 <= index < len(self.samples):
-            raise IndexError(f"index {index} out of range for {len(self.samples)} samples")
+    def __getitem__(self, index: int) -> TrainingExample | list[TrainingExample]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} items")
         return self.example(index, np.random.default_rng([self.seed, self.epoch, index]))
 
 
 def build_dataset(spec: DatasetSpec, *, num_frames: int, seed: int) -> VideoGroundingDataset:
-    """The torch Dataset of ``TrainingExample`` s for one spec."""
+    """The torch Dataset of ``TrainingExample`` s (or video groups of them) for one spec."""
     config = SamplingConfig(
-        num_frames=num_frames, strategy=spec.sampling, max_side=spec.max_side, use_span=spec.use_span
+        num_frames=num_frames,
+        strategy=spec.sampling,
+        max_side=spec.max_side,
+        use_span=spec.use_span,
+        mask_outside_span=spec.mask_outside_span,
     )
     samples = load_samples(spec)
     logger.info("dataset %s: %d samples", spec.name, len(samples))
-    return VideoGroundingDataset(samples, config, seed=seed, name=spec.name or "")
+    return VideoGroundingDataset(
+        samples, config, seed=seed, name=spec.name or "", video_groups=spec.video_groups
+    )
 
 
 class MixtureDataset(Dataset):
@@ -159,7 +185,7 @@ class MixtureDataset(Dataset):
         which = int(rng.choice(len(self.datasets), p=self.probs))
         return which, int(rng.integers(len(self.datasets[which]))), rng
 
-    def __getitem__(self, index: int) -> TrainingExample:
+    def __getitem__(self, index: int) -> TrainingExample | list[TrainingExample]:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for a mixture of length {self.length}")
         which, sample, rng = self.choose(index)

@@ -12,6 +12,7 @@ Frame choice, per sample:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,9 @@ class SamplingConfig:
     jitter: bool = True  # False: exact linspace (evaluation-like)
     max_side: int | None = None  # downscale frames (and masks) whose longest side is larger
     use_span: bool = True  # False: answer without [LOC] and supervise masks on every annotated frame
+    # True: with a span, masks are still supervised on every annotated frame (the answer object outside its
+    # motion too); in/out of the span is then learned by the span head alone
+    mask_outside_span: bool = False
 
     def __post_init__(self) -> None:
         if self.num_frames < 1:
@@ -101,25 +105,33 @@ def load_frames(sample: VideoSample, indices: list[int]) -> np.ndarray:
     return decode_video_frames(sample.video, indices)
 
 
-def _downscale(frames: np.ndarray, masks: np.ndarray, max_side: int) -> tuple[np.ndarray, np.ndarray]:
-    T, H, W, _ = frames.shape
+def _resize(images: np.ndarray, size: tuple[int, int], resample: int) -> np.ndarray:
+    return np.stack([np.asarray(Image.fromarray(x).resize(size, resample)) for x in images])
+
+
+def _target_size(shape: tuple[int, ...], max_side: int | None) -> tuple[int, int] | None:
+    """PIL (w, h) of frames ``[T, H, W, ...]`` downscaled to ``max_side``, or None when they fit."""
+    H, W = shape[1], shape[2]
+    if max_side is None or max(H, W) <= max_side:
+        return None
     scale = max_side / max(H, W)
-    size = (max(1, round(W * scale)), max(1, round(H * scale)))  # PIL (w, h)
-    frames = np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR)) for f in frames])
-    masks = np.stack([np.asarray(Image.fromarray(m).resize(size, Image.NEAREST)) for m in masks])
-    return frames, masks
+    return max(1, round(W * scale)), max(1, round(H * scale))
 
 
-def make_example(sample: VideoSample, config: SamplingConfig, rng: np.random.Generator) -> TrainingExample:
-    """Sample frames, decode them and their masks, and phrase the question and answer."""
-    indices = sample_indices(sample, config, rng)
-    frames = load_frames(sample, indices)
-    T, H, W, _ = frames.shape
+def _question_targets(
+    sample: VideoSample, indices: list[int], shape: tuple[int, int], config: SamplingConfig
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int] | None]:
+    """Masks ``[T, H, W]``, mask_valid ``[T]`` and the span (indices into ``indices``) of one question."""
+    T = len(indices)
+    H, W = shape
     span_mode = config.use_span and sample.span is not None
     masks = np.zeros((T, H, W), dtype=bool)
     valid = np.zeros(T, dtype=bool)
     for t, index in enumerate(indices):
-        valid[t] = sample.target_valid(index) if span_mode else sample.masks.is_annotated(index)
+        if span_mode and not config.mask_outside_span:
+            valid[t] = sample.target_valid(index)
+        else:
+            valid[t] = sample.masks.is_annotated(index)
         if valid[t]:
             mask = sample.masks[index]
             if mask.shape != (H, W):
@@ -132,8 +144,21 @@ def make_example(sample: VideoSample, config: SamplingConfig, rng: np.random.Gen
     if span_mode:
         inside = [t for t, i in enumerate(indices) if sample.span[0] <= i <= sample.span[1]]
         span = (inside[0], inside[-1]) if inside else None
-    if config.max_side is not None and max(H, W) > config.max_side:
-        frames, masks = _downscale(frames, masks, config.max_side)
+    return masks, valid, span
+
+
+def _example(
+    sample: VideoSample,
+    indices: list[int],
+    frames: np.ndarray,
+    original_shape: tuple[int, int],
+    config: SamplingConfig,
+    rng: np.random.Generator,
+) -> TrainingExample:
+    masks, valid, span = _question_targets(sample, indices, original_shape, config)
+    size = _target_size(masks.shape, config.max_side)
+    if size is not None:
+        masks = _resize(masks.view(np.uint8), size, Image.NEAREST).astype(bool)
     return TrainingExample(
         frames=frames,
         question=question_for(sample, rng),
@@ -146,3 +171,37 @@ def make_example(sample: VideoSample, config: SamplingConfig, rng: np.random.Gen
         q_type=sample.q_type,
         frame_indices=list(indices),
     )
+
+
+def _load(
+    sample: VideoSample, indices: list[int], config: SamplingConfig
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Frames at ``indices`` (downscaled to ``config.max_side``) and their original (H, W)."""
+    frames = load_frames(sample, indices)
+    shape = frames.shape[1:3]
+    size = _target_size(frames.shape, config.max_side)
+    if size is not None:
+        frames = _resize(frames, size, Image.BILINEAR)
+    return frames, shape
+
+
+def make_example(sample: VideoSample, config: SamplingConfig, rng: np.random.Generator) -> TrainingExample:
+    """Sample frames, decode them and their masks, and phrase the question and answer."""
+    indices = sample_indices(sample, config, rng)
+    frames, shape = _load(sample, indices, config)
+    return _example(sample, indices, frames, shape, config, rng)
+
+
+def make_video_group(
+    samples: Sequence[VideoSample], config: SamplingConfig, rng: np.random.Generator
+) -> list[TrainingExample]:
+    """The questions of one video on one draw of its frames: the examples share one ``frames`` array
+    (`MoRACollator` encodes it once). Frames are a jittered linspace over the clip (``config.jitter``)."""
+    if not samples:
+        raise ValueError("a video group needs at least one sample")
+    first = samples[0]
+    if any(s.video != first.video for s in samples):
+        raise ValueError(f"a video group mixes videos: {sorted({str(s.video) for s in samples})}")
+    indices = jittered_linspace(first.num_frames, config.num_frames, rng if config.jitter else None)
+    frames, shape = _load(first, indices, config)
+    return [_example(s, indices, frames, shape, config, rng) for s in samples]

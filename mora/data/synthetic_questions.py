@@ -36,6 +36,12 @@ COUNTERFACTUAL = (
 )
 
 
+def question_templates() -> list[str]:
+    """Every question template (``{x}`` = the named object), e.g. for a tokenizer's training corpus."""
+    out = [t for pair in DESCRIPTIVE.values() for t in pair]
+    return out + [*SEQUENTIAL_AFTER, *SEQUENTIAL_BEFORE, *CAUSAL, *COUNTERFACTUAL]
+
+
 @dataclass(frozen=True)
 class SceneQuestion:
     q_type: str

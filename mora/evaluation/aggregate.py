@@ -74,13 +74,17 @@ def aggregate(
 
 
 def format_table(scores: dict[str, Any], title: str = "") -> str:
-    """Plain-text table: J, F, J&F, n per category and overall, beside the empty-mask baseline."""
+    """Plain-text table: J, F, J&F, n per category and overall, beside the empty-mask baseline (and, when
+    scored, temporal IoU, J&F on in-span frames and the J&F of the masks before span gating)."""
     base = scores.get("baseline_empty", {})
     rows = [k for k in scores if k != "baseline_empty" and k != "overall"] + ["overall"]
     temporal = any("tIoU" in scores[k] for k in rows)
+    ungated = any("JF_ungated" in scores[k] for k in rows)
     head = f"{'':<16}{'J':>8}{'F':>8}{'J&F':>8}{'n':>7}  |{'empty J':>9}{'F':>8}{'J&F':>8}"
     if temporal:
         head += f"  |{'tIoU':>7}{'J&F in':>8}"
+    if ungated:
+        head += f"  |{'ungated':>8}"
     lines = [title] if title else []
     lines += [head, "-" * len(head)]
     for k in rows:
@@ -90,6 +94,8 @@ def format_table(scores: dict[str, Any], title: str = "") -> str:
         line += f"{100 * b.get('JF', float('nan')):8.2f}"
         if temporal:
             line += f"  |{100 * s.get('tIoU', float('nan')):7.2f}{100 * s.get('JF_in', float('nan')):8.2f}"
+        if ungated:
+            line += f"  |{100 * s.get('JF_ungated', float('nan')):8.2f}"
         lines.append(line)
     missing = scores["overall"].get("missing_questions", 0)
     if missing:

@@ -40,6 +40,12 @@ def add_common_args(parser: argparse.ArgumentParser, *, out_required: bool = Tru
         help="--model mode: keep masks outside the predicted span ([LOC] ablation)",
     )
     parser.add_argument(
+        "--with-ungated",
+        action="store_true",
+        help="--model mode: also write the masks before span gating (same inference pass) to "
+        "<predictions>_ungated and score them into <out>/ungated ([LOC] ablation without a second run)",
+    )
+    parser.add_argument(
         "--predict-mode",
         choices=("generate", "template"),
         default="generate",
@@ -76,6 +82,7 @@ def options_from_args(args: argparse.Namespace, pred_dir: Path | None = None) ->
         chunk_idx=args.chunk_idx,
         visualize=args.visualize,
         predict_kwargs=predict_kwargs_from_args(args),
+        with_ungated=args.with_ungated,
     )
 
 

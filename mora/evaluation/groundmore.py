@@ -200,8 +200,11 @@ def evaluate(
     chunk_idx: int = 0,
     visualize: int = 0,
     predict_kwargs: dict[str, Any] | None = None,
+    with_ungated: bool = False,
 ) -> dict[str, Any] | None:
     """Evaluate on GroundMoRe; returns the ``scores.json`` dict (None for an unfinished inference chunk).
+
+    ``with_ungated``: also score the masks before span gating from the same pass (``out/ungated``).
 
     With ``model`` (a model object or a checkpoint path / Hub id) predictions are written first to
     ``pred_dir`` (default ``out/predictions``), skipping questions already present; without it,
@@ -220,6 +223,7 @@ def evaluate(
         chunk_idx=chunk_idx,
         visualize=visualize,
         predict_kwargs=dict(predict_kwargs or {}),
+        with_ungated=with_ungated,
     )
     scores, table = evaluate_benchmark(
         jobs, items, opts, title=f"GroundMoRe ({Path(meta).name})", category_order=GROUNDMORE_Q_TYPES

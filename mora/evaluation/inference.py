@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 from mora.evaluation.predictions import is_complete, write_question
 from mora.utils.logging import get_logger
@@ -63,18 +64,19 @@ def predict_item(
     item: InferenceItem,
     pred_dir: str | os.PathLike,
     predict_kwargs: dict[str, Any] | None = None,
+    ungated_dir: str | os.PathLike | None = None,
 ) -> None:
     """Run one question and write its prediction folder (masks + span / text / frame scores).
 
-    ``predict_kwargs`` go to ``model.predict`` (e.g. ``gate=False`` for ungated masks).
+    ``predict_kwargs`` go to ``model.predict`` (e.g. ``gate=False`` for ungated masks). With ``ungated_dir``,
+    the masks before span gating of the same pass (``predict(..., with_ungated=True)``) are written there.
     """
     frames = read_frames(item.frame_paths)
-    pred = model.predict(frames, item.question, **(predict_kwargs or {}))
-    masks = np.asarray(pred.masks).astype(bool)
-    if masks.shape != frames.shape[:3]:
-        raise ValueError(
-            f"model returned masks {masks.shape} for frames {frames.shape[:3]} ({item.video_id}/{item.question_id})"
-        )
+    kwargs = dict(predict_kwargs or {})
+    if ungated_dir is not None:
+        kwargs["with_ungated"] = True
+    pred = model.predict(frames, item.question, **kwargs)
+    masks = _checked_masks(pred.masks, frames, item)
     span = None
     if pred.span is not None:
         span = [item.frame_indices[int(pred.span[0])], item.frame_indices[int(pred.span[1])]]
@@ -86,7 +88,19 @@ def predict_item(
         "frames": item.frame_stems,
         "frame_indices": item.frame_indices,
     }
+    if ungated_dir is not None:  # first: the gated folder is what marks the question as done
+        ungated = masks if pred.ungated_masks is None else _checked_masks(pred.ungated_masks, frames, item)
+        write_question(ungated_dir, item.video_id, item.question_id, item.frame_stems, ungated, info)
     write_question(pred_dir, item.video_id, item.question_id, item.frame_stems, masks, info)
+
+
+def _checked_masks(masks: np.ndarray, frames: np.ndarray, item: InferenceItem) -> np.ndarray:
+    masks = np.asarray(masks).astype(bool)
+    if masks.shape != frames.shape[:3]:
+        raise ValueError(
+            f"model returned masks {masks.shape} for frames {frames.shape[:3]} ({item.video_id}/{item.question_id})"
+        )
+    return masks
 
 
 def run_inference(
@@ -97,18 +111,22 @@ def run_inference(
     num_chunks: int = 1,
     chunk_idx: int = 0,
     predict_kwargs: dict[str, Any] | None = None,
+    ungated_dir: str | os.PathLike | None = None,
 ) -> dict[str, int]:
-    """Predict every not-yet-written question of this chunk; returns ``{"done", "skipped"}`` counts."""
+    """Predict every not-yet-written question of this chunk; returns ``{"done", "skipped"}`` counts.
+
+    With ``ungated_dir``, each question's masks before span gating are written there as well (same pass).
+    """
     mine = chunk(items, num_chunks, chunk_idx)
     done = skipped = 0
-    for i, item in enumerate(mine):
-        if is_complete(pred_dir, item.video_id, item.question_id):
+    for item in tqdm(mine, desc="predict", unit="question", mininterval=5):
+        if is_complete(pred_dir, item.video_id, item.question_id) and (
+            ungated_dir is None or is_complete(ungated_dir, item.video_id, item.question_id)
+        ):
             skipped += 1
             continue
-        predict_item(model, item, pred_dir, predict_kwargs)
+        predict_item(model, item, pred_dir, predict_kwargs, ungated_dir)
         done += 1
-        if (i + 1) % 50 == 0:
-            logger.info("predicted %d / %d questions of chunk %d", i + 1, len(mine), chunk_idx)
     logger.info("chunk %d/%d: %d predicted, %d already present", chunk_idx, num_chunks, done, skipped)
     return {"done": done, "skipped": skipped}
 

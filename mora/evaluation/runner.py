@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +33,17 @@ class RunOptions:
     chunk_idx: int = 0
     visualize: int = 0
     predict_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to model.predict
+    with_ungated: bool = False  # also write and score the masks before span gating (same inference pass)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def predictions(self) -> Path:
         return Path(self.pred_dir) if self.pred_dir is not None else Path(self.out) / "predictions"
+
+    @property
+    def ungated_predictions(self) -> Path:
+        """Where ``with_ungated`` writes the masks before span gating: ``<predictions>_ungated``."""
+        return self.predictions.with_name(self.predictions.name + "_ungated")
 
 
 def load_model_if_needed(model: Any) -> Any:
@@ -59,8 +65,10 @@ def predict_all(items: Sequence[InferenceItem], opts: RunOptions) -> bool:
         num_chunks=opts.num_chunks,
         chunk_idx=opts.chunk_idx,
         predict_kwargs=opts.predict_kwargs,
+        ungated_dir=opts.ungated_predictions if opts.with_ungated else None,
     )
-    return all_complete(items, opts.predictions)
+    complete = all_complete(items, opts.predictions)
+    return complete and (not opts.with_ungated or all_complete(items, opts.ungated_predictions))
 
 
 def score_and_report(
@@ -70,8 +78,13 @@ def score_and_report(
     title: str,
     category_order: Sequence[str] = (),
     overall: Callable | None = None,
+    ungated: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], str]:
-    """Score ``jobs`` against ``opts.predictions``, write ``scores.json`` etc. to ``opts.out``."""
+    """Score ``jobs`` against ``opts.predictions``, write ``scores.json`` etc. to ``opts.out``.
+
+    ``ungated``: the scores of the same predictions before span gating; each row then also carries their
+    J&F as ``JF_ungated``.
+    """
     pred_dir = opts.predictions
     if not pred_dir.is_dir():
         raise EvaluationError(f"prediction folder {pred_dir} does not exist")
@@ -86,6 +99,9 @@ def score_and_report(
     if partial:
         logger.warning("%d questions lack some frame PNGs; those frames are scored as empty masks", partial)
     scores = aggregate(records, category_order, overall)
+    for key, row in (ungated or {}).items():
+        if key != "baseline_empty" and key in scores:
+            scores[key]["JF_ungated"] = row["JF"]
     table = format_table(scores, title)
     write_outputs(opts.out, records, scores, table)
     if opts.visualize > 0:
@@ -115,7 +131,12 @@ def evaluate_benchmark(
             return None, msg
     if not jobs:
         raise EvaluationError("nothing to score: the split has no ground truth questions")
-    return score_and_report(jobs, opts, **report_kwargs)
+    ungated = None
+    if opts.with_ungated:  # the same predictions before span gating, scored into <out>/ungated
+        where = replace(opts, out=Path(opts.out) / "ungated", pred_dir=opts.ungated_predictions, visualize=0)
+        title = f"{report_kwargs.get('title', '')} without span gating".strip()
+        ungated, _ = score_and_report(jobs, where, **{**report_kwargs, "title": title})
+    return score_and_report(jobs, opts, **report_kwargs, ungated=ungated)
 
 
 def ensure_file(path: str | os.PathLike, what: str) -> Path:

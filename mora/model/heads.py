@@ -18,29 +18,19 @@ from torch import nn
 class MotionTokenizer(nn.Module):
     """Inter-frame difference tokens.
 
-    D_t = F_t - F_{t-1} on the vision grid, average-pooled to g x g, then a two-layer MLP to width D.
-    With ``pixel_fold`` r > 0, each token also sees the two frames' pixels area-pooled to ``g*r x g*r``
-    and folded into ``2 * 3 * r * r`` channels per cell (``pixel_unshuffle``): raw motion below the
-    backbone's patch size (which way an edge moved) reaches the token without having to be learned by
-    the vision tower first.
+    D_t = F_{t+s} - F_t on the vision grid, average-pooled to g x g, then a two-layer MLP to width D.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, grid: int, pixel_fold: int = 0) -> None:
+    def __init__(self, in_dim: int, out_dim: int, grid: int) -> None:
         super().__init__()
-        if pixel_fold < 0:
-            raise ValueError(f"pixel_fold must be >= 0, got {pixel_fold}")
-        self.grid, self.pixel_fold = grid, pixel_fold
-        in_dim = in_dim + 2 * 3 * pixel_fold * pixel_fold
+        self.grid = grid
         self.proj = nn.Sequential(nn.Linear(in_dim, out_dim), nn.GELU(), nn.Linear(out_dim, out_dim))
 
-    def forward(
-        self, grid_features: torch.Tensor, pixel_values: torch.Tensor | None = None, stride: int = 1
-    ) -> torch.Tensor:
+    def forward(self, grid_features: torch.Tensor, stride: int = 1) -> torch.Tensor:
         """Motion tokens of frame pairs ``(t, t + s)``.
 
         Args:
             grid_features: ``[B, T, h, w, d]`` per-frame features.
-            pixel_values: ``[B, T, 3, H, W]`` the same frames (required when ``pixel_fold`` > 0).
             stride: s, the distance between the two frames of a pair (1 = consecutive frames).
 
         Returns:
@@ -52,19 +42,8 @@ class MotionTokenizer(nn.Module):
         g, s = self.grid, min(stride, T)
         diffs = grid_features[:, s:] - grid_features[:, : T - s]  # [B, T-s, h, w, d]
         diffs = diffs.permute(0, 1, 4, 2, 3).reshape(B * (T - s), d, h, w)  # [B*(T-s), d, h, w]
-        pooled = F.adaptive_avg_pool2d(diffs, g)  # [B*(T-s), d, g, g]
-        dtype = self.proj[0].weight.dtype
-        if self.pixel_fold:
-            if pixel_values is None or pixel_values.shape[:2] != (B, T) or pixel_values.ndim != 5:
-                got = None if pixel_values is None else list(pixel_values.shape)
-                raise ValueError(f"pixel_fold > 0 needs pixel_values [B={B}, T={T}, 3, H, W], got {got}")
-            r = self.pixel_fold
-            pix = F.adaptive_avg_pool2d(pixel_values.flatten(0, 1).to(dtype), g * r)  # [B*T, 3, g*r, g*r]
-            pix = F.pixel_unshuffle(pix, r).view(B, T, 3 * r * r, g, g)
-            pairs = torch.cat([pix[:, : T - s], pix[:, s:]], dim=2).flatten(0, 1)  # [B*(T-s), 6*r*r, g, g]
-            pooled = torch.cat([pooled.to(dtype), pairs], dim=1)
-        pooled = pooled.flatten(2).transpose(1, 2)  # [B*(T-s), g*g, d (+ 6*r*r)]
-        tokens = self.proj(pooled.to(dtype))  # [B*(T-s), g*g, D]
+        pooled = F.adaptive_avg_pool2d(diffs, g).flatten(2).transpose(1, 2)  # [B*(T-s), g*g, d]
+        tokens = self.proj(pooled.to(self.proj[0].weight.dtype))  # [B*(T-s), g*g, D]
         return tokens.view(B, T - s, g * g, -1)
 
 
@@ -152,3 +131,72 @@ def temporal_frame_tokens(visual_tokens: torch.Tensor, motion_tokens: torch.Tens
     into = torch.cat([zero, motion_tokens], dim=1)  # [B, T, m, D]
     out_of = torch.cat([motion_tokens, zero], dim=1)  # [B, T, m, D]
     return torch.cat([visual_tokens, into, out_of], dim=2)
+
+
+class MaskPooledSpanHead(nn.Module):
+    """Per-frame in-span logits from what lies under the predicted mask of the answer object.
+
+    The span is when *that* object moves, so each frame is scored from (a) its grid tokens averaged under
+    the predicted mask (the object's appearance and, after the video adapter, its motion in context) and
+    (b) the mask's own motion: the shift of its centroid to the previous and next frame and its area.
+    Both meet the ``[LOC]`` query in a two-layer MLP::
+
+        z_t = GELU(K [pool_t ; motion_t] + Q loc);   logit_t = w . GELU(W z_t) + b
+
+    The mask probabilities are detached: the span loss does not pull masks towards frames it likes.
+    """
+
+    MOTION_FEATURES = 5  # centroid shift to t-1 (dy, dx), to t+1 (dy, dx), area
+    SHIFT_FRAMES = 8  # shifts are reported per 1/8 of the clip
+
+    def __init__(self, hidden_size: int, dim: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(hidden_size)
+        self.key = nn.Linear(hidden_size + self.MOTION_FEATURES, dim)
+        self.query = nn.Linear(hidden_size, dim)
+        self.mlp = nn.Sequential(nn.GELU(), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, 1))
+
+    @classmethod
+    def mask_motion(cls, weights: torch.Tensor) -> torch.Tensor:
+        """``[B, T, 5]`` centroid shifts to the previous / next frame and the covered fraction.
+
+        Shifts are in grid cells per ``1 / SHIFT_FRAMES`` of the clip (frames are spread over the whole clip, so
+        a shift between neighbouring sampled frames times ``T - 1`` is the same speed whatever T is).
+
+        Args:
+            weights: ``[B, T, h, w]`` mask probabilities pooled to the grid.
+        """
+        B, T, h, w = weights.shape
+        mass = weights.flatten(2).sum(-1).clamp_min(1e-4)  # [B, T]
+        rows = torch.arange(h, device=weights.device, dtype=weights.dtype)
+        cols = torch.arange(w, device=weights.device, dtype=weights.dtype)
+        cy = (weights.sum(3) * rows).sum(-1) / mass  # [B, T]
+        cx = (weights.sum(2) * cols).sum(-1) / mass
+        centre = torch.stack([cy, cx], dim=-1) * (max(1, T - 1) / cls.SHIFT_FRAMES)  # [B, T, 2]
+        back = torch.zeros_like(centre)
+        fwd = torch.zeros_like(centre)
+        if T > 1:
+            back[:, 1:] = centre[:, 1:] - centre[:, :-1]
+            fwd[:, :-1] = centre[:, 1:] - centre[:, :-1]
+        area = weights.flatten(2).mean(-1, keepdim=True)  # [B, T, 1]
+        return torch.cat([back, fwd, area], dim=-1)
+
+    def forward(
+        self, loc_hidden: torch.Tensor, frame_tokens: torch.Tensor, mask_probs: torch.Tensor
+    ) -> torch.Tensor:
+        """Args: loc_hidden ``[B, D]``; frame_tokens ``[B, T, n, D]`` (n = h * w grid cells);
+        mask_probs ``[B, T, S, S]`` predicted mask probabilities. Returns span logits ``[B, T]``."""
+        B, T, n, D = frame_tokens.shape
+        side = int(round(n**0.5))
+        if side * side != n:
+            raise ValueError(f"MaskPooledSpanHead needs square grids, got {n} tokens per frame")
+        dtype = self.key.weight.dtype
+        probs = mask_probs.detach().to(dtype).flatten(0, 1).unsqueeze(1)  # [B*T, 1, S, S]
+        weights = F.adaptive_avg_pool2d(probs, side).view(B, T, side, side)  # [B, T, h, w]
+        flat = weights.flatten(2)  # [B, T, n]
+        pooled = (flat.unsqueeze(-1) * frame_tokens.to(dtype)).sum(2) / flat.sum(-1, keepdim=True).clamp_min(
+            1e-4
+        )
+        keys = self.key(torch.cat([self.norm(pooled), self.mask_motion(weights)], dim=-1))  # [B, T, dim]
+        z = keys + self.query(loc_hidden.to(dtype)).unsqueeze(1)
+        return self.mlp(z).squeeze(-1)  # [B, T]

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from mora.constants import ANSWER_WITH_SPAN
+from mora.model.heads import MaskPooledSpanHead
 from mora.model.prediction import Prediction
 from mora.processing.image_ops import logits_to_frames
 from mora.utils.logging import get_logger
@@ -23,7 +24,16 @@ DECODE_CHUNK = 8  # frames encoded + decoded by the mask engine at a time in per
 
 
 @torch.inference_mode()
-def predict(model, frames, question: str, *, gate: bool = True, mode: str = "generate", propagation=None):
+def predict(
+    model,
+    frames,
+    question: str,
+    *,
+    gate: bool = True,
+    mode: str = "generate",
+    propagation=None,
+    with_ungated: bool = False,
+):
     """Grounded answer for one clip.
 
     Args:
@@ -33,6 +43,8 @@ def predict(model, frames, question: str, *, gate: bool = True, mode: str = "gen
         gate: empty the masks of frames outside the predicted span.
         mode: ``"generate"`` or ``"template"``.
         propagation: ``"memory"`` or ``"per_frame"`` (default: ``model.config.propagation``).
+        with_ungated: also return the masks of every frame before span gating (``ungated_masks``), decoded
+            per frame in the same pass (the span-gating ablation without a second run).
 
     Returns:
         `Prediction` with masks ``[T, H, W]`` bool, span, frame_scores ``[T]`` and text.
@@ -62,7 +74,17 @@ def predict(model, frames, question: str, *, gate: bool = True, mode: str = "gen
         answer_start = input_ids.shape[1]
     text = processor.decode(sequence[0, answer_start:].tolist())
     return _ground(
-        model, sequence, hidden, features, motion, mask_pixel_values, geometry, text, gate, propagation
+        model,
+        sequence,
+        hidden,
+        features,
+        motion,
+        mask_pixel_values,
+        geometry,
+        text,
+        gate,
+        propagation,
+        with_ungated,
     )
 
 
@@ -105,56 +127,104 @@ def greedy_generate(
     return sequence, hidden
 
 
-def _ground(model, sequence, hidden, features, motion, mask_pixel_values, geometry, text, gate, propagation):
-    """Masks, span and scores from the ``[SEG]``/``[LOC]`` states of ``sequence``."""
+def _ground(
+    model,
+    sequence,
+    hidden,
+    features,
+    motion,
+    mask_pixel_values,
+    geometry,
+    text,
+    gate,
+    propagation,
+    with_ungated,
+):
+    """Masks, span and scores from the ``[SEG]``/``[LOC]`` states of ``sequence``.
+
+    With the mask-pooled span head (``config.span_head="mask_pooled"``) the masks of every frame are decoded
+    first and the span is scored from them; with the token head the span comes first and, when gating,
+    only in-span frames are decoded.
+    """
     cfg = model.config
     T = mask_pixel_values.shape[0]
     H, W = geometry.orig_size
     seg_ids, loc_ids = _single(sequence, cfg.seg_token_id), _single(sequence, cfg.loc_token_id)
     scores = np.full(T, np.nan, dtype=np.float32)
-    span = None
+    empty = np.zeros((T, H, W), dtype=bool)
     located = loc_ids is not None and _state_available(hidden, loc_ids + cfg.loc_hidden_offset)
+    segmented = seg_ids is not None and _state_available(hidden, seg_ids + cfg.seg_hidden_offset)
+    if not located:
+        logger.warning("no [LOC] token in the answer %r: the span is unknown and masks are not gated", text)
+    if not segmented:
+        logger.warning("no [SEG] token in the answer %r: returning empty masks", text)
+    zero = hidden.new_zeros(1, hidden.shape[-1])
+    seg_state = hidden[:, seg_ids + cfg.seg_hidden_offset] if segmented else zero  # [1, D]
+    loc_state = hidden[:, loc_ids + cfg.loc_hidden_offset] if located else zero
+    seg_state, loc_state = model.read_video(seg_state, loc_state, features, None, hidden, sequence)
+    prompts = model.frame_prompts(seg_state, features, motion)[0]  # [T, P, C]
+    pix = mask_pixel_values.to(model.device)
+    pooled = isinstance(model.temporal_head, MaskPooledSpanHead)
+    every_frame = pooled or (with_ungated and segmented)
+    all_logits = _decode_frames(model, pix, prompts, features, list(range(T))) if every_frame else None
+    all_masks = None if all_logits is None else _to_masks(all_logits, geometry)  # [T, H, W] before gating
+    ungated = all_masks if with_ungated else None
+    span = None
     if located:
-        loc_state = hidden[:, loc_ids + cfg.loc_hidden_offset]  # [1, D]
-        probs = model.span_logits_from(loc_state, features, motion).sigmoid()[0]  # [T]
+        span_masks = None if all_logits is None else all_logits[None]
+        probs = model.span_logits_from(loc_state, features, motion, span_masks).sigmoid()[0]  # [T]
         scores = probs.float().cpu().numpy()
         span = _span(scores, cfg.span_threshold)
-    else:
-        logger.warning("no [LOC] token in the answer %r: the span is unknown and masks are not gated", text)
-    if seg_ids is None or not _state_available(hidden, seg_ids + cfg.seg_hidden_offset):
-        logger.warning("no [SEG] token in the answer %r: returning empty masks", text)
-        return Prediction(np.zeros((T, H, W), dtype=bool), None, scores, text)
+    if not segmented:
+        return Prediction(empty, span, scores, text)
     if gate and located and span is None:  # [LOC] says no frame is inside the motion span
-        return Prediction(np.zeros((T, H, W), dtype=bool), None, scores, text)
-    seg_state = hidden[:, seg_ids + cfg.seg_hidden_offset]  # [1, D]
-    prompts = model.frame_prompts(seg_state, features, motion)[0]  # [T, P, C]
+        return Prediction(empty, None, scores, text, ungated)
     frames = list(range(T)) if not (gate and span is not None) else list(range(span[0], span[1] + 1))
-    logits = torch.full((T, *mask_pixel_values.shape[-2:]), -1.0, device=model.device)  # [T, S, S]
-    pix = mask_pixel_values.to(model.device)
     if propagation == "memory" and model.config.mask_engine_kind == "sam2":
         key = int(frames[int(np.nanargmax(scores[frames]))]) if not np.isnan(scores).all() else frames[0]
-        _, key_dense = _window_prompts(model, pix, [key], seg_state)
+        _, key_dense = _window_prompts(model, pix, [key], features)
         dense = None
         if key_dense is not None:  # the key frame's dense prompt, other rows unused
             dense = key_dense.new_zeros(T, *key_dense.shape[1:])
             dense[key] = key_dense[0]
         logits = model.mask_engine.propagate(pix, prompts[key], key_frames=[key], dense_embeds=dense)
+        masks = _to_masks(logits, geometry)
+    elif all_masks is not None:
+        masks = all_masks.copy()
     else:
-        for start in range(0, len(frames), DECODE_CHUNK):  # bounded memory on long clips
-            chunk = frames[start : start + DECODE_CHUNK]
-            feats, dense = _window_prompts(model, pix, chunk, seg_state)
-            logits[chunk] = model.mask_engine.decode(feats, prompts[chunk], dense)
-    masks = (logits_to_frames(logits.float(), geometry) > 0).cpu().numpy()  # [T, H, W]
+        masks = _to_masks(_decode_frames(model, pix, prompts, features, frames), geometry)
     if gate and span is not None:
         outside = np.ones(T, dtype=bool)
         outside[span[0] : span[1] + 1] = False
         masks[outside] = False
-    return Prediction(masks, span, scores, text)
+    return Prediction(masks, span, scores, text, ungated)
 
 
-def _window_prompts(model, pix: torch.Tensor, frames: list[int], seg_state: torch.Tensor | None = None):
-    """Engine features and dense prompts (motion + ``[SEG]`` correlation, `dense_prompts`) of the consecutive
-    ``frames`` of a clip ``pix [T, 3, S, S]``.
+def _to_masks(logits: torch.Tensor, geometry) -> np.ndarray:
+    """``[T, S, S]`` canvas logits -> ``[T, H, W]`` bool masks at the input resolution."""
+    return (logits_to_frames(logits.float(), geometry) > 0).cpu().numpy()
+
+
+def _decode_frames(model, pix, prompts, features, frames: list[int]) -> torch.Tensor:
+    """``[T, S, S]`` logits of one clip ``pix [T, 3, S, S]``: ``frames`` decoded in chunks (bounded memory),
+    the others -1."""
+    logits = torch.full((pix.shape[0], *pix.shape[-2:]), -1.0, device=model.device)  # [T, S, S]
+    for start in range(0, len(frames), DECODE_CHUNK):
+        chunk = frames[start : start + DECODE_CHUNK]
+        feats, dense = _window_prompts(model, pix, chunk, features)
+        logits[chunk] = model.mask_engine.decode(feats, prompts[chunk], dense)
+        window = (
+            None if features is None else type(features)(features.grid[:, chunk], features.tokens[:, chunk])
+        )
+        pixel = model.pixel_logits(pix[chunk][None], feats, window, prompts[:1, 0])  # [1, n, S, S] | None
+        if pixel is not None:
+            logits[chunk] += pixel[0].to(logits.device)
+    return logits
+
+
+def _window_prompts(model, pix: torch.Tensor, frames: list[int], features=None):
+    """Engine features and dense prompts (`dense_prompts`: motion and video grid) of the consecutive
+    ``frames`` of a clip ``pix [T, 3, S, S]`` (``features``: the clip's `encode_video` output, batch 1).
 
     With a motion prompt, the frames are encoded with their motion partners (``model.motion_stride(T)``
     frames away on each side, where the clip has them), so their prompts equal those of the whole clip.
@@ -165,7 +235,10 @@ def _window_prompts(model, pix: torch.Tensor, frames: list[int], seg_state: torc
     lo, hi = max(0, frames[0] - reach), min(pix.shape[0], frames[-1] + reach + 1)
     window = pix[lo:hi]
     feats = model.engine_features(window)
-    dense, _ = model.dense_prompts(feats, window.unsqueeze(0), seg_state, stride)  # [hi - lo, C, h, w] | None
+    grid = None if features is None else features.grid[:, lo:hi]
+    dense = model.dense_prompts(
+        feats, window.unsqueeze(0), stride, video_grid=grid
+    )  # [hi - lo, C, h, w] | None
     rows = [f - lo for f in frames]
     return feats.select(rows), (None if dense is None else dense[rows])
 

@@ -16,7 +16,6 @@ import torch
 import torch.nn.functional as F
 
 from mora.constants import IGNORE_INDEX
-from mora.model.seg_correlation import correlation_targets
 
 DICE_SCALE = 1000.0
 DICE_EPS = 1e-6
@@ -31,7 +30,6 @@ class LossBreakdown:
     mask_bce: torch.Tensor
     mask_dice: torch.Tensor
     temporal: torch.Tensor
-    correlation: torch.Tensor | None = None
 
 
 def language_model_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -66,13 +64,6 @@ def temporal_loss(
     return F.binary_cross_entropy_with_logits(span_logits[rows].float(), span_labels[rows].float())
 
 
-def correlation_loss(correlation_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """BCE of ``[M, h, w]`` correlation logits against ``[M, S, S]`` masks pooled to the grid (soft targets:
-    the fraction of each cell the target covers)."""
-    soft = correlation_targets(targets, tuple(correlation_logits.shape[-2:])).to(correlation_logits.device)
-    return F.binary_cross_entropy_with_logits(correlation_logits.float(), soft)
-
-
 def combine_losses(
     *,
     ce: torch.Tensor,
@@ -90,7 +81,7 @@ def combine_losses(
 def compute_losses(
     config,
     out,
-    labels: torch.Tensor | None,
+    ce: torch.Tensor | None,
     gt_masks: torch.Tensor | None,
     mask_valid: torch.Tensor | None,
     span_labels: torch.Tensor | None,
@@ -101,16 +92,16 @@ def compute_losses(
 
     Args:
         config: `MoRAConfig` (loss weights).
-        labels ``[B, L]``; gt_masks ``[B, T, S, S]``; mask_valid ``[B, T]`` (None: every frame);
-        span_labels ``[B, T]``; span_valid ``[B]`` (None: every sample); has_loc ``[B]`` samples with [LOC].
+        ce: the language-model loss (`language_model_loss`), or None without labels;
+        gt_masks ``[B, T, S, S]``; mask_valid ``[B, T]`` (None: every frame); span_labels ``[B, T]``; span_valid ``[B]`` (None: every sample); has_loc ``[B]`` samples with [LOC].
 
     Raises:
         ValueError: mask targets that do not match the mask logits, or a span label without ``[LOC]``.
     """
-    device = out.logits.device
-    zero = out.logits.new_zeros((), dtype=torch.float32)
-    ce = language_model_loss(out.logits, labels) if labels is not None else zero
-    bce = dice = corr = zero
+    device = has_loc.device  # the model's device
+    zero = torch.zeros((), dtype=torch.float32, device=device)
+    ce = zero if ce is None else ce
+    bce = dice = zero
     if gt_masks is not None:
         gt_masks = gt_masks.to(device)
         if out.mask_logits is None or tuple(gt_masks.shape) != tuple(out.mask_logits.shape):
@@ -122,8 +113,6 @@ def compute_losses(
         if bool(valid.any()):
             bce = mask_bce_loss(out.mask_logits[valid], gt_masks[valid])
             dice = mask_dice_loss(out.mask_logits[valid], gt_masks[valid])
-            if getattr(out, "correlation_logits", None) is not None:
-                corr = correlation_loss(out.correlation_logits[valid], gt_masks[valid])
     temporal = zero
     if span_labels is not None:
         rows = torch.ones(span_labels.shape[0], dtype=torch.bool, device=device)
@@ -143,8 +132,4 @@ def compute_losses(
         config.mask_dice_loss_weight,
         config.temporal_loss_weight,
     )
-    parts = combine_losses(ce=ce, mask_bce=bce, mask_dice=dice, temporal=temporal, weights=weights)
-    if getattr(out, "correlation_logits", None) is not None:
-        parts.correlation = corr
-        parts.total = parts.total + config.correlation_loss_weight * corr
-    return parts
+    return combine_losses(ce=ce, mask_bce=bce, mask_dice=dice, temporal=temporal, weights=weights)

@@ -23,10 +23,13 @@ import torch
 from transformers import AutoModel, PreTrainedModel
 
 from mora.configuration_mora import MoRAConfig
+from mora.constants import IGNORE_INDEX
 from mora.model import losses as L
 from mora.model.backbones import VisualFeatures, build_adapter, build_vlm
+from mora.model.grounding_reader import GroundingReader
 from mora.model.heads import (
     FramePromptReader,
+    MaskPooledSpanHead,
     MotionTokenizer,
     SegProjector,
     TemporalHead,
@@ -36,7 +39,9 @@ from mora.model.mask_engines import build_mask_engine
 from mora.model.mask_engines.base import FrameFeatures
 from mora.model.motion_prompt import MotionDensePrompt
 from mora.model.outputs import MoRAOutput
-from mora.model.seg_correlation import SegCorrelationPrompt
+from mora.model.pixel_mask_path import PixelMaskPath
+from mora.model.video_adapter import VideoAdapter
+from mora.model.video_dense_prompt import VideoDensePrompt
 from mora.model.visual_layout import sample_frame_indices
 from mora.utils.logging import get_logger
 
@@ -61,9 +66,14 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
     """MoRA: video question -> text, per-frame masks (``[SEG]``) and motion span (``[LOC]``).
 
     Submodules (state-dict prefixes): ``vlm`` (transformers VLM), ``mask_engine``, ``seg_projector``,
-    ``temporal_head``, ``motion_tokenizer`` (None when motion tokens are off), ``frame_prompt_reader``
-    (None without frame prompts), ``motion_dense_prompt`` (None when ``use_motion_dense_prompt`` is off),
-    ``seg_correlation`` (None when ``use_seg_correlation`` is off).
+    ``temporal_head`` (`TemporalHead` or `MaskPooledSpanHead`, ``config.span_head``), ``motion_tokenizer``
+    (None when motion tokens are off), ``frame_prompt_reader`` (None without frame prompts),
+    ``motion_dense_prompt`` (None when ``use_motion_dense_prompt`` is off), ``video_adapter``,
+    ``grounding_reader``, ``video_dense_prompt`` and ``pixel_mask_path`` (None when their switches are off).
+
+    Videos and questions: ``pixel_values`` holds V videos and ``input_ids`` B questions; ``video_index [B]``
+    says which video each question is about (default: question b, video b). Every video is encoded once
+    (vision tower, video adapter, mask-engine image encoder) for all of its questions.
     """
 
     def __init__(self, config: MoRAConfig) -> None:
@@ -71,47 +81,56 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         self.vlm = build_vlm(config.vlm_config)
         options = {}
         if config.backbone_family == "llava":
-            options = {
-                "video_pooling": getattr(config, "video_pooling", "videochatgpt"),
-                "video_pool_grid": getattr(config, "video_pool_grid", 4),
-            }
+            options = {"video_pooling": config.video_pooling, "video_pool_grid": config.video_pool_grid}
         self.adapter = build_adapter(config.backbone_family, self.vlm, config.backbone_image_size, **options)
         self.mask_engine = build_mask_engine(config.mask_engine_config)
         hidden = config.hidden_size
         self.seg_projector = SegProjector(hidden, self.mask_engine.prompt_dim)
-        self.temporal_head = TemporalHead(hidden, config.temporal_head_dim)
+        self.temporal_head = (
+            TemporalHead(hidden, config.temporal_head_dim)
+            if config.span_head == "tokens"
+            else MaskPooledSpanHead(hidden, config.temporal_head_dim)
+        )
         self.frame_prompt_reader = (
             FramePromptReader(hidden, config.temporal_head_dim, self.mask_engine.prompt_dim)
             if config.frame_prompts
             else None
         )
         self.motion_tokenizer = (
-            MotionTokenizer(
-                self.adapter.motion_input_dim,
-                hidden,
-                config.motion_grid,
-                getattr(config, "motion_pixel_fold", 0),
-            )
+            MotionTokenizer(self.adapter.motion_input_dim, hidden, config.motion_grid)
             if config.use_motion_tokens
             else None
         )
-        # built last so that the other modules' random init does not depend on the switch
+        # built last so that the other modules' random init does not depend on the switches
         engine = self.mask_engine
         self.motion_dense_prompt = (
             MotionDensePrompt(
                 engine.prompt_dim, engine.embedding_size, engine.image_size, config.motion_dense_prompt_dim
             )
-            if getattr(config, "use_motion_dense_prompt", False)
+            if config.use_motion_dense_prompt
             else None
         )
-        self.seg_correlation = (
-            SegCorrelationPrompt(
-                hidden,
-                engine.prompt_dim,
-                config.motion_dense_prompt_dim if self.motion_dense_prompt is not None else 0,
-                config.seg_correlation_dim,
+        grid_dim = self.adapter.motion_input_dim
+        self.video_adapter = (
+            VideoAdapter(
+                grid_dim, config.video_adapter_dim, config.video_adapter_layers, config.video_adapter_heads
             )
-            if getattr(config, "use_seg_correlation", False)
+            if config.video_adapter_layers
+            else None
+        )
+        self.grounding_reader = (
+            GroundingReader(hidden, config.grounding_reader_layers, config.grounding_reader_heads)
+            if config.grounding_reader_layers
+            else None
+        )
+        self.video_dense_prompt = (
+            VideoDensePrompt(grid_dim, engine.prompt_dim, engine.embedding_size)
+            if config.use_video_dense_prompt
+            else None
+        )
+        self.pixel_mask_path = (
+            PixelMaskPath(engine.prompt_dim, grid_dim, config.pixel_mask_dim)
+            if config.pixel_mask_dim
             else None
         )
         self.processor = None  # attached by from_pretrained when a processor is saved beside the weights
@@ -152,20 +171,23 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         """Per-frame features and motion tokens of every frame, and the frames the LM sees.
 
         Args:
-            pixel_values: ``[B, T, 3, h, w]`` backbone frames.
+            pixel_values: ``[V, T, 3, h, w]`` backbone frames of V videos.
 
         Returns:
-            features (``grid [B, T, h', w', d]``, ``tokens [B, T, n, D]``), motion tokens
-            ``[B, T-s, g*g, D]`` of the frame pairs ``(t, t+s)``, s = `motion_stride` (None when off), and
-            the sampled frame indices (``T_llm`` of them).
+            features (``grid [V, T, h', w', d]``, ``tokens [V, T, n, D]``; mixed across space and time by the
+            video adapter when it is on), motion tokens ``[V, T-s, g*g, D]`` of the frame pairs ``(t, t+s)``,
+            s = `motion_stride` (None when off), and the sampled frame indices (``T_llm`` of them).
         """
         if pixel_values.ndim != 5:
-            raise ValueError(f"pixel_values must be [B, T, 3, h, w], got {tuple(pixel_values.shape)}")
+            raise ValueError(f"pixel_values must be [V, T, 3, h, w], got {tuple(pixel_values.shape)}")
         features = self.adapter.frame_features(pixel_values)
+        if self.video_adapter is not None:
+            grid = self.video_adapter(features.grid)
+            features = VisualFeatures(grid=grid, tokens=self.adapter.tokens_from_grid(grid))
         T = pixel_values.shape[1]
         motion = None
         if self.motion_tokenizer is not None:
-            motion = self.motion_tokenizer(features.grid, pixel_values, self.motion_stride(T))
+            motion = self.motion_tokenizer(features.grid, self.motion_stride(T))
         llm_idx = sample_frame_indices(T, self.config.num_frames)
         return features, motion, llm_idx
 
@@ -175,12 +197,18 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         pixel_values: torch.Tensor,
         features: VisualFeatures,
         llm_idx: list[int],
+        video_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``[B, L, D]`` token embeddings with the video and motion placeholders filled in."""
+        """``[B, L, D]`` token embeddings with the video and motion placeholders filled in.
+
+        ``pixel_values`` / ``features`` hold V videos; ``video_index [B]`` picks each question's (default:
+        question b reads video b).
+        """
         cfg = self.config
         cfg.require_token_ids()
+        index = self._video_index(video_index, input_ids.shape[0], pixel_values.shape[0])
         llm_features = VisualFeatures(grid=features.grid[:, llm_idx], tokens=features.tokens[:, llm_idx])
-        video = self.adapter.video_tokens(pixel_values[:, llm_idx], llm_features)  # [B, N_v, D]
+        video = self.adapter.video_tokens(pixel_values[:, llm_idx], llm_features)[index]  # [B, N_v, D]
         vocab = self.get_input_embeddings().weight.shape[0]
         if int(input_ids.max()) >= vocab:
             raise ValueError(
@@ -190,14 +218,32 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         embeds = self.adapter.embed_tokens(input_ids)  # [B, L, D]
         embeds = _scatter_placeholders(embeds, input_ids, cfg.video_token_id, video, "video")
         if self.motion_tokenizer is not None:
-            motion = self.motion_tokenizer(llm_features.grid, pixel_values[:, llm_idx])
-            motion = motion.flatten(1, 2)  # [B, (T_llm-1)*g*g, D]
-            embeds = _scatter_placeholders(embeds, input_ids, cfg.motion_token_id, motion, "motion")
+            motion = self.motion_tokenizer(llm_features.grid)[index]  # [B, T_llm-1, g*g, D]
+            embeds = _scatter_placeholders(
+                embeds, input_ids, cfg.motion_token_id, motion.flatten(1, 2), "motion"
+            )
         elif bool((input_ids == cfg.motion_token_id).any()):
             raise ValueError(
                 "input_ids contain <motion> placeholders but the config has use_motion_tokens=False"
             )
         return embeds
+
+    @staticmethod
+    def _video_index(video_index: torch.Tensor | None, num_questions: int, num_videos: int) -> torch.Tensor:
+        """``[B]`` long: the video of each question (validated against V)."""
+        if video_index is None:
+            if num_questions != num_videos:
+                raise ValueError(
+                    f"{num_questions} questions and {num_videos} videos: pass video_index to say which "
+                    "video each question is about"
+                )
+            return torch.arange(num_questions)
+        video_index = torch.as_tensor(video_index, dtype=torch.long).flatten().cpu()
+        if video_index.numel() != num_questions:
+            raise ValueError(f"video_index has {video_index.numel()} entries for {num_questions} questions")
+        if num_questions and not (0 <= int(video_index.min()) and int(video_index.max()) < num_videos):
+            raise ValueError(f"video_index {video_index.tolist()} is outside the {num_videos} videos given")
+        return video_index
 
     def language_model_hidden(
         self,
@@ -239,6 +285,35 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         states = hidden[torch.arange(hidden.shape[0], device=hidden.device), pos]  # [B, D]
         return states * has.unsqueeze(-1).to(states.dtype), has
 
+    def read_video(
+        self,
+        seg_states: torch.Tensor,
+        loc_states: torch.Tensor,
+        features: VisualFeatures,
+        video_index: torch.Tensor | None = None,
+        hidden: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[SEG]`` and ``[LOC]`` states ``[B, D]`` after the `GroundingReader` read their video's grid
+        tokens (``features`` of V videos; unchanged when the reader is off).
+
+        ``hidden [B, L, D]`` with ``input_ids`` (and ``attention_mask``) ``[B, L]``: the language model's states;
+        the reader also attends to those of the text (not the video / motion placeholders, not padding).
+        """
+        if self.grounding_reader is None:
+            return seg_states, loc_states
+        index = self._video_index(video_index, seg_states.shape[0], features.tokens.shape[0])
+        queries = torch.stack([seg_states, loc_states], dim=1)  # [B, 2, D]
+        text_mask = None
+        if hidden is not None:
+            ids = input_ids[:, : hidden.shape[1]].to(hidden.device)
+            text_mask = (ids != self.config.video_token_id) & (ids != self.config.motion_token_id)
+            if attention_mask is not None:
+                text_mask &= attention_mask[:, : hidden.shape[1]].to(hidden.device, torch.bool)
+        read = self.grounding_reader(queries, features.tokens, index.to(queries.device), hidden, text_mask)
+        return read[:, 0].to(seg_states.dtype), read[:, 1].to(loc_states.dtype)
+
     def engine_features(self, mask_pixel_values: torch.Tensor):
         """Mask-engine features of ``[N, 3, S, S]`` frames (no autograd when its encoder is frozen)."""
         frozen = not any(
@@ -250,7 +325,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
     def frame_prompts(
         self, seg_states: torch.Tensor, features: VisualFeatures, motion: torch.Tensor | None
     ) -> torch.Tensor:
-        """Mask-engine prompts of every frame from ``[SEG]`` states ``[B, D]``.
+        """Mask-engine prompts of every frame from ``[SEG]`` states ``[B, D]`` (features of the same B).
 
         Returns:
             ``[B, T, P, C]``: the projected ``[SEG]`` state (P = 1), plus the frame's readout token when
@@ -266,70 +341,118 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         return torch.cat([prompts, readout.unsqueeze(2)], dim=2)  # [B, T, 2, C]
 
     def decode_masks(
-        self, mask_pixel_values: torch.Tensor, prompts: torch.Tensor, seg_states: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Decode every frame with its prompts.
+        self,
+        mask_pixel_values: torch.Tensor,
+        prompts: torch.Tensor,
+        features: VisualFeatures | None = None,
+        video_index: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Decode every frame of every question with its prompts.
 
         Args:
-            mask_pixel_values: ``[B, T, 3, S, S]``; prompts ``[B, T, P, C]`` (from `frame_prompts`).
-            seg_states: ``[B, D]`` ``[SEG]`` states for the correlation prompt (ignored when it is off).
+            mask_pixel_values: ``[V, T, 3, S, S]`` (each video's frames are encoded once).
+            prompts: ``[B, T, P, C]`` (from `frame_prompts`).
+            features: the videos' `encode_video` features (for the video dense prompt).
+            video_index: ``[B]`` the video of each question (default: question b, video b).
 
         Returns:
-            mask logits ``[B, T, S, S]`` float32 and the ``[SEG]`` correlation logits ``[B, T, h, w]`` (None
-            when the correlation prompt is off or no ``seg_states`` were given).
+            mask logits ``[B, T, S, S]`` float32.
         """
-        B, T = mask_pixel_values.shape[:2]
-        feats = self.engine_features(mask_pixel_values.flatten(0, 1))
-        dense, correlation = self.dense_prompts(feats, mask_pixel_values, seg_states)  # [B*T, C, h, w] | None
+        V, T = mask_pixel_values.shape[:2]
+        B = prompts.shape[0]
+        index = self._video_index(video_index, B, V)
+        feats = feats_all = self.engine_features(mask_pixel_values.flatten(0, 1))
+        dense = self.dense_prompts(
+            feats, mask_pixel_values, video_grid=None if features is None else features.grid
+        )
+        rows = (index[:, None] * T + torch.arange(T)).flatten()  # [B*T] frames of each question
+        if not torch.equal(rows, torch.arange(V * T)):
+            feats = feats.select(rows)
+            dense = None if dense is None else dense[rows.to(dense.device)]
+        pixel = self.pixel_logits(mask_pixel_values, feats_all, features, prompts[:, 0, 0], index)
         logits = self.mask_engine.decode(feats, prompts.flatten(0, 1), dense)  # [B*T, S, S]
-        return logits.view(B, T, *logits.shape[-2:]), correlation
+        logits = logits.view(B, T, *logits.shape[-2:])
+        return logits if pixel is None else logits + pixel.to(logits.device)
+
+    def pixel_logits(
+        self,
+        mask_pixel_values: torch.Tensor,
+        engine_features: FrameFeatures,
+        features: VisualFeatures | None,
+        seg_prompts: torch.Tensor,
+        video_index: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        """``[B, T, S, S]`` logits of the `PixelMaskPath` (None when it is off).
+
+        Args:
+            mask_pixel_values: ``[V, T, 3, S, S]``; engine_features: their `encode` output (``V*T`` frames).
+            features: the videos' `encode_video` features covering the same T frames (the grid input).
+            seg_prompts: ``[B, C]`` the projected ``[SEG]`` state of each question.
+            video_index: ``[B]`` the video of each question (default: question b, video b).
+        """
+        if self.pixel_mask_path is None:
+            return None
+        V, T = mask_pixel_values.shape[:2]
+        grid = None if features is None else features.grid.flatten(0, 1)  # [V*T, h, w, d]
+        pix = mask_pixel_values.flatten(0, 1).to(engine_features.maps[-1].device)
+        embeds = self.pixel_mask_path.embed(pix, engine_features.maps[-1], grid)  # [V*T, e, S, S]
+        index = None if video_index is None else torch.as_tensor(video_index)
+        return self.pixel_mask_path(embeds.view(V, T, *embeds.shape[1:]), seg_prompts, index)
 
     def dense_prompts(
         self,
         features: FrameFeatures,
         mask_pixel_values: torch.Tensor,
-        seg_states: torch.Tensor | None = None,
         stride: int | None = None,
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        """Dense prompts of the mask decoder: motion (`MotionDensePrompt`) + ``[SEG]`` correlation.
+        video_grid: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
+        """Dense prompts of the mask decoder: motion (`MotionDensePrompt`) + video grid (`VideoDensePrompt`).
 
         Args:
-            features: `encode` output of the ``B*T`` frames of ``mask_pixel_values`` (clip-major order).
-            mask_pixel_values: ``[B, T, 3, S, S]`` consecutive frames of each clip; frames without a partner
+            features: `encode` output of the ``V*T`` frames of ``mask_pixel_values`` (clip-major order).
+            mask_pixel_values: ``[V, T, 3, S, S]`` consecutive frames of each clip; frames without a partner
                 s frames before / after get zero motion differences on that side.
-            seg_states: ``[B, D]`` ``[SEG]`` states (None: no correlation prompt).
             stride: s (default: `motion_stride` of T; pass the whole clip's when these frames are a window).
+            video_grid: ``[V, T, h', w', d]`` the adapted vision grid of the same frames (needed by the video
+                dense prompt).
 
         Returns:
-            dense prompts ``[B*T, C, h, w]`` (None when neither part applies) and correlation logits
-            ``[B, T, h, w]`` (None without the correlation part).
+            dense prompts ``[V*T, C, h, w]``, or None when no part applies.
         """
-        B, T = mask_pixel_values.shape[:2]
-        embeds = features.maps[-1]
-        embeds = embeds.reshape(B, T, *embeds.shape[1:])  # [B, T, C, h, w]
-        dense = motion_hidden = correlation = None
+        V, T = mask_pixel_values.shape[:2]
+        dense = None
         if self.motion_dense_prompt is not None:
+            embeds = features.maps[-1]
+            embeds = embeds.reshape(V, T, *embeds.shape[1:])  # [V, T, C, h, w]
             stride = self.motion_stride(T) if stride is None else stride
-            dense, motion_hidden = self.motion_dense_prompt(
-                embeds, mask_pixel_values.to(embeds.device), stride, return_hidden=True
+            dense = self.motion_dense_prompt(embeds, mask_pixel_values.to(embeds.device), stride).flatten(
+                0, 1
             )
-        if self.seg_correlation is not None and seg_states is not None:
-            extra, correlation = self.seg_correlation(seg_states, embeds, motion_hidden)
+        if self.video_dense_prompt is not None:
+            if video_grid is None or tuple(video_grid.shape[:2]) != (V, T):
+                got = None if video_grid is None else tuple(video_grid.shape)
+                raise ValueError(
+                    f"the video dense prompt needs the video grid of the {V}x{T} frames, got {got}"
+                )
+            extra = self.video_dense_prompt(video_grid).to(features.maps[-1].dtype)
             dense = extra if dense is None else dense + extra
-        return (None if dense is None else dense.flatten(0, 1)), correlation
-
-    def motion_dense_embeds(
-        self, features: FrameFeatures, mask_pixel_values: torch.Tensor, stride: int | None = None
-    ) -> torch.Tensor | None:
-        """The motion part of `dense_prompts`: ``[B*T, C, h, w]`` (None when the switch is off)."""
-        if self.motion_dense_prompt is None:
-            return None
-        return self.dense_prompts(features, mask_pixel_values, None, stride)[0]
+        return dense
 
     def span_logits_from(
-        self, loc_states: torch.Tensor, features: VisualFeatures, motion: torch.Tensor | None
+        self,
+        loc_states: torch.Tensor,
+        features: VisualFeatures,
+        motion: torch.Tensor | None,
+        mask_logits: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``[B, T]`` span logits from ``[LOC]`` states ``[B, D]`` over every frame's tokens."""
+        """``[B, T]`` span logits from ``[LOC]`` states ``[B, D]`` (features and motion of the same B).
+
+        ``mask_logits [B, T, S, S]`` (the answer's predicted masks) are required by the mask-pooled head.
+        """
+        if isinstance(self.temporal_head, MaskPooledSpanHead):
+            if mask_logits is None:
+                raise ValueError("span_head='mask_pooled' needs the predicted mask logits of every frame")
+            return self.temporal_head(loc_states, features.tokens, mask_logits.sigmoid())
         frame_tokens = temporal_frame_tokens(features.tokens, motion)  # [B, T, n', D]
         return self.temporal_head(loc_states, frame_tokens)
 
@@ -345,25 +468,35 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         mask_valid: torch.BoolTensor | None = None,
         span_labels: torch.FloatTensor | None = None,
         span_valid: torch.BoolTensor | None = None,
+        video_index: torch.LongTensor | None = None,
+        full_logits: bool | None = None,
         **unused: Any,
     ) -> MoRAOutput:
         """One pass over a batch from `MoRAProcessor` (shapes in docs/interfaces.md).
 
         Args:
-            input_ids, attention_mask: ``[B, L]`` after placeholder expansion.
-            pixel_values: ``[B, T, 3, h, w]`` backbone frames; mask_pixel_values ``[B, T, 3, S, S]``.
+            input_ids, attention_mask: ``[B, L]`` after placeholder expansion (B questions).
+            pixel_values: ``[V, T, 3, h, w]`` backbone frames; mask_pixel_values ``[V, T, 3, S, S]`` (V videos).
             labels: ``[B, L]`` (IGNORE_INDEX outside the answer); gt_masks ``[B, T, S, S]``;
             mask_valid: ``[B, T]`` frames with a mask target; span_labels ``[B, T]``; span_valid ``[B]``.
+            video_index: ``[B]`` the video of each question (default: question b is about video b).
+            full_logits: compute ``logits`` at every position (default: only without ``labels``; with labels
+                the language-model loss needs the positions that predict an answer token only, and
+                ``logits`` is None).
         """
         if unused:
             raise TypeError(f"unexpected forward arguments: {sorted(unused)}")
         cfg = self.config
-        features, motion, llm_idx = self.encode_video(pixel_values.to(self.device))
+        pixel_values = pixel_values.to(self.device)
+        index = self._video_index(video_index, input_ids.shape[0], pixel_values.shape[0])
+        features, motion, llm_idx = self.encode_video(pixel_values)
         input_ids = input_ids.to(self.device)
         attention_mask = attention_mask.to(self.device)
-        embeds = self.build_inputs_embeds(input_ids, pixel_values.to(self.device), features, llm_idx)
+        embeds = self.build_inputs_embeds(input_ids, pixel_values, features, llm_idx, index)
         hidden = self.language_model_hidden(embeds, input_ids, attention_mask, len(llm_idx))
-        logits = self.adapter.lm_head(hidden)  # [B, L, V]
+        if full_logits is None:
+            full_logits = labels is None
+        logits = self.adapter.lm_head(hidden) if full_logits else None  # [B, L, V]
 
         seg_states, has_seg = self.token_states(hidden, input_ids, cfg.seg_token_id, cfg.seg_hidden_offset)
         if gt_masks is not None and not bool(has_seg.all()):
@@ -371,27 +504,38 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             raise ValueError(
                 f"every sample needs exactly 1 [SEG] for its mask target; [SEG] counts: {counts}"
             )
-        mask_logits = prompts = correlation = None
-        if bool(has_seg.all()):
-            prompts = self.frame_prompts(seg_states, features, motion)  # [B, T, P, C]
-            mask_logits, correlation = self.decode_masks(
-                mask_pixel_values.to(self.device), prompts, seg_states
-            )
         loc_states, has_loc = self.token_states(hidden, input_ids, cfg.loc_token_id, cfg.loc_hidden_offset)
+        seg_states, loc_states = self.read_video(
+            seg_states, loc_states, features, index, hidden, input_ids, attention_mask
+        )
+        question_features = _select(features, index)
+        question_motion = None if motion is None else motion[index.to(motion.device)]
+        pooled_span = isinstance(self.temporal_head, MaskPooledSpanHead)
+        mask_logits = prompts = None
+        if bool(has_seg.all()) or (pooled_span and bool(has_loc.any())):
+            prompts = self.frame_prompts(seg_states, question_features, question_motion)  # [B, T, P, C]
+            mask_logits = self.decode_masks(mask_pixel_values.to(self.device), prompts, features, index)
         span_logits = None
         if bool(has_loc.any()):
-            span_logits = self.span_logits_from(loc_states, features, motion) * has_loc.unsqueeze(-1)
+            span = self.span_logits_from(loc_states, question_features, question_motion, mask_logits)
+            span_logits = span * has_loc.unsqueeze(-1)
 
         out = MoRAOutput(
             logits=logits,
-            mask_logits=mask_logits,
+            mask_logits=mask_logits if bool(has_seg.all()) else None,
             span_logits=span_logits,
-            seg_prompts=prompts,
-            correlation_logits=correlation,
+            seg_prompts=prompts if bool(has_seg.all()) else None,
         )
         if labels is None and gt_masks is None and span_labels is None:
             return out
-        parts = L.compute_losses(cfg, out, labels, gt_masks, mask_valid, span_labels, span_valid, has_loc)
+        ce = None
+        if labels is not None:
+            ce = (
+                L.language_model_loss(logits, labels)
+                if logits is not None
+                else self._answer_loss(hidden, labels)
+            )
+        parts = L.compute_losses(cfg, out, ce, gt_masks, mask_valid, span_labels, span_valid, has_loc)
         anchor = self.graph_completion_loss(hidden, features, motion, mask_pixel_values, out)
         out.loss = parts.total + anchor
         out.loss_ce, out.loss_mask_bce, out.loss_mask_dice, out.loss_temporal = (
@@ -400,8 +544,17 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             parts.mask_dice,
             parts.temporal,
         )
-        out.loss_correlation = parts.correlation
         return out
+
+    def _answer_loss(self, hidden: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Next-token cross-entropy from ``hidden [B, L, D]`` where ``labels [B, L]`` has a target (the answer):
+        the language-model head runs on those positions only."""
+        targets = labels[:, 1:].to(hidden.device)  # [B, L-1]
+        keep = targets != IGNORE_INDEX
+        if not bool(keep.any()):
+            return self.adapter.lm_head(hidden[:1, :1]).float().sum() * 0.0
+        logits = self.adapter.lm_head(hidden[:, :-1][keep])  # [K, V]
+        return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
 
     def graph_completion_loss(
         self,
@@ -414,40 +567,45 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         """A zero-valued loss that puts every head in the autograd graph (ZeRO needs all parameters).
 
         Heads whose output this batch did not produce (no ``[SEG]`` -> no masks; no ``[LOC]`` -> no span
-        logits) run once on a stand-in hidden state; produced outputs are included too, so that unused
-        outputs (no valid mask frame) still reach the loss. Every term is multiplied by 0: gradients are
-        zeros, not None.
+        logits) run once on a stand-in hidden state of the first question (about video 0 here); produced
+        outputs are included too, so that unused outputs (no valid mask frame) still reach the loss. Every
+        term is multiplied by 0: gradients are zeros, not None.
         """
+        terms = [hidden.sum() if out.logits is None else out.logits.sum()]
+        if out.mask_logits is not None and out.span_logits is not None:
+            terms += [out.mask_logits.sum(), out.span_logits.sum()]
+            return sum(t.float() for t in terms) * 0.0
         stand_in = hidden[:1, -1]  # [1, D]
-        terms = [out.logits.sum()]
-        if out.mask_logits is None:
-            single = VisualFeatures(grid=features.grid[:1], tokens=features.tokens[:1])
-            prompts = self.frame_prompts(stand_in, single, None if motion is None else motion[:1])[:, :1]
-            masks, correlation = self.decode_masks(
-                mask_pixel_values[:1, :1].to(self.device), prompts, stand_in
-            )
-            terms.append(masks.sum())
-            if correlation is not None:
-                terms.append(correlation.sum())
-        else:
+        seg, loc = self.read_video(stand_in, stand_in, features, torch.zeros(1, dtype=torch.long))
+        single = _select(features, torch.zeros(1, dtype=torch.long))
+        single_motion = None if motion is None else motion[:1]
+        prompts = self.frame_prompts(seg, single, single_motion)  # [1, T, P, C]
+        masks = self.decode_masks(mask_pixel_values[:1].to(self.device), prompts, _select(features, [0]))
+        span = self.span_logits_from(loc, single, single_motion, masks)
+        terms += [masks.sum(), span.sum()]
+        if out.mask_logits is not None:
             terms.append(out.mask_logits.sum())
-            if out.correlation_logits is not None:
-                terms.append(out.correlation_logits.sum())
-        if out.span_logits is None:
-            single = VisualFeatures(grid=features.grid[:1], tokens=features.tokens[:1])
-            terms.append(
-                self.span_logits_from(stand_in, single, None if motion is None else motion[:1]).sum()
-            )
-        else:
+        if out.span_logits is not None:
             terms.append(out.span_logits.sum())
         return sum(t.float() for t in terms) * 0.0
 
     # ------------------------------------------------------------------ inference, save/load
-    def predict(self, frames, question: str, *, gate: bool = True, mode: str = "generate", propagation=None):
+    def predict(
+        self,
+        frames,
+        question: str,
+        *,
+        gate: bool = True,
+        mode: str = "generate",
+        propagation=None,
+        with_ungated: bool = False,
+    ):
         """Grounded answer for one video; see `mora.model.inference.predict`."""
         from mora.model.inference import predict
 
-        return predict(self, frames, question, gate=gate, mode=mode, propagation=propagation)
+        return predict(
+            self, frames, question, gate=gate, mode=mode, propagation=propagation, with_ungated=with_ungated
+        )
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
         """Weights (safetensors) + config, and the attached processor (tokenizer + json) beside them."""
@@ -463,7 +621,13 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         model, info = super().from_pretrained(
             pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
         )
-        for name in ("motion_dense_prompt", "seg_correlation"):
+        for name in (
+            "motion_dense_prompt",
+            "video_adapter",
+            "grounding_reader",
+            "video_dense_prompt",
+            "pixel_mask_path",
+        ):
             module = getattr(model, name)
             if module is not None and any(key.startswith(f"{name}.") for key in info.get("missing_keys", ())):
                 # switched on for a checkpoint saved without it: fresh init (zero output), not empty memory
@@ -474,6 +638,12 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         if MoRAProcessor.is_saved_in(pretrained_model_name_or_path):
             model.processor = MoRAProcessor.from_pretrained(pretrained_model_name_or_path)
         return (model, info) if want_info else model
+
+
+def _select(features: VisualFeatures, index) -> VisualFeatures:
+    """The features of videos ``index`` (e.g. the video of each question), along the first dim."""
+    index = torch.as_tensor(index, dtype=torch.long, device=features.tokens.device)
+    return VisualFeatures(grid=features.grid[index], tokens=features.tokens[index])
 
 
 def _scatter_placeholders(

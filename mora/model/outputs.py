@@ -14,16 +14,13 @@ class MoRAOutput(ModelOutput):
 
     Attributes:
         loss: weighted total (None without labels or targets).
-        loss_ce, loss_mask_bce, loss_mask_dice, loss_temporal, loss_correlation: the unweighted parts
-            (loss_correlation only with ``config.use_seg_correlation``).
+        loss_ce, loss_mask_bce, loss_mask_dice, loss_temporal: the unweighted parts.
         logits: ``[B, L, V]`` language-model logits.
         mask_logits: ``[B, T, S, S]`` mask logits on the mask-engine canvas (None when a sample has no
             single ``[SEG]``).
         span_logits: ``[B, T]`` per-frame in-span logits; rows of samples without ``[LOC]`` are 0
             (None when no sample has a ``[LOC]``).
         seg_prompts: ``[B, T, P, C]`` per-frame mask-engine prompts from ``[SEG]`` (None with mask_logits).
-        correlation_logits: ``[B, T, h, w]`` ``[SEG]`` correlation map on the image-embedding grid
-            (`SegCorrelationPrompt`; None when off or without mask_logits).
     """
 
     loss: torch.Tensor | None = None
@@ -31,9 +28,7 @@ class MoRAOutput(ModelOutput):
     loss_mask_bce: torch.Tensor | None = None
     loss_mask_dice: torch.Tensor | None = None
     loss_temporal: torch.Tensor | None = None
-    loss_correlation: torch.Tensor | None = None
     logits: torch.Tensor | None = None
     mask_logits: torch.Tensor | None = None
     span_logits: torch.Tensor | None = None
     seg_prompts: torch.Tensor | None = None
-    correlation_logits: torch.Tensor | None = None

@@ -124,7 +124,10 @@ def _head_modules(model: nn.Module) -> list[nn.Module]:
         model.motion_tokenizer,
         model.frame_prompt_reader,
         getattr(model, "motion_dense_prompt", None),
-        getattr(model, "seg_correlation", None),
+        model.video_adapter,
+        model.grounding_reader,
+        model.video_dense_prompt,
+        model.pixel_mask_path,
     ]
     return [h for h in heads if h is not None]
 
@@ -168,7 +171,10 @@ def trainable_parameter_counts(model: nn.Module) -> dict[str, int]:
         "motion_tokenizer": [model.motion_tokenizer] if model.motion_tokenizer is not None else [],
         "frame_prompt_reader": [model.frame_prompt_reader] if model.frame_prompt_reader is not None else [],
         "motion_dense_prompt": [m] if (m := getattr(model, "motion_dense_prompt", None)) is not None else [],
-        "seg_correlation": [c] if (c := getattr(model, "seg_correlation", None)) is not None else [],
+        **{
+            name: [m] if (m := getattr(model, name)) is not None else []
+            for name in ("video_adapter", "grounding_reader", "video_dense_prompt", "pixel_mask_path")
+        },
     }
     counts: dict[str, int] = {}
     seen: set[int] = set()

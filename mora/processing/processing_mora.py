@@ -175,12 +175,25 @@ class MoRAProcessor:
         masks: Sequence[np.ndarray | None] | None = None,
         mask_valid: Sequence[np.ndarray] | None = None,
         spans: Sequence[tuple[int, int] | None] | None = None,
+        video_index: Sequence[int] | None = None,
     ) -> BatchFeature:
-        """A right-padded batch with exactly the keyword arguments of ``MoRAForVideoGrounding.forward``."""
-        B = len(videos)
-        _check_lengths(
-            B, questions=questions, answers=answers, masks=masks, mask_valid=mask_valid, spans=spans
-        )
+        """A right-padded batch with exactly the keyword arguments of ``MoRAForVideoGrounding.forward``.
+
+        ``videos`` holds V clips and ``questions`` (and answers, masks, mask_valid, spans) B questions;
+        ``video_index`` gives each question's clip (default: one clip per question, V = B). Each clip's
+        frames are prepared once, and the model encodes each once for all of its questions.
+        """
+        B = len(questions)
+        if video_index is None:
+            _check_lengths(B, videos=videos)
+            video_index = list(range(B))
+        else:
+            video_index = [int(i) for i in video_index]
+            _check_lengths(B, video_index=video_index)
+            bad = [i for i in video_index if not 0 <= i < len(videos)]
+            if bad:
+                raise ValueError(f"video_index {bad} outside the {len(videos)} videos given")
+        _check_lengths(B, answers=answers, masks=masks, mask_valid=mask_valid, spans=spans)
         frames = [self.prepare_frames(v) for v in videos]
         T = frames[0][0].shape[0]
         if any(f[0].shape[0] != T for f in frames):
@@ -191,13 +204,15 @@ class MoRAProcessor:
             self.encode_sample(q, None if answers is None else answers[i], T) for i, q in enumerate(questions)
         ]
         data = self._pad(encoded)
-        data["pixel_values"] = torch.stack([f[0] for f in frames])  # [B, T, 3, h, w]
-        data["mask_pixel_values"] = torch.stack([f[1] for f in frames])  # [B, T, 3, S, S]
+        data["pixel_values"] = torch.stack([f[0] for f in frames])  # [V, T, 3, h, w]
+        data["mask_pixel_values"] = torch.stack([f[1] for f in frames])  # [V, T, 3, S, S]
+        if len(videos) != B or video_index != list(range(B)):
+            data["video_index"] = torch.tensor(video_index, dtype=torch.long)  # [B]
         if answers is None:
             data.pop("labels")
         if masks is not None:
             self._check_answer_tokens(answers, SEG_TOKEN, [True] * B, "mask target")
-            data.update(self._mask_targets(masks, mask_valid, [f[2] for f in frames], T))
+            data.update(self._mask_targets(masks, mask_valid, [frames[i][2] for i in video_index], T))
         if spans is not None:
             self._check_answer_tokens(answers, LOC_TOKEN, [s is not None for s in spans], "span")
             data.update(_span_targets(spans, T))
@@ -262,4 +277,4 @@ def _span_targets(spans, T: int) -> dict[str, torch.Tensor]:
 def _check_lengths(batch: int, **fields: Sequence | None) -> None:
     for name, values in fields.items():
         if values is not None and len(values) != batch:
-            raise ValueError(f"{name} has {len(values)} entries but there are {batch} videos")
+            raise ValueError(f"{name} has {len(values)} entries but there are {batch} questions")

@@ -24,6 +24,7 @@ from mora.constants import (
     SPATIOTEMPORAL_INSTRUCTION,
     VIDEO_TOKEN,
 )
+from mora.data.synthetic_questions import question_templates
 from mora.processing.chat import CHATML_SYSTEM, VICUNA_SYSTEM
 
 MOTION_TOKEN = "<motion>"  # placeholder expanded to the motion (frame-difference) tokens
@@ -70,11 +71,13 @@ def _tiny_corpus() -> list[str]:
     for colour in _COLOURS.split():
         for shape in _SHAPES.split()[:8]:
             lines.append(f"Which object moves left? The {colour} {shape} moves right before the other one.")
+            # the synthetic dataset's questions, so that they tokenise into whole words
+            lines.extend(t.format(x=f"{colour} {shape}") for t in question_templates())
     lines.append("USER: ASSISTANT: What is Which Who Where When Why How Sure It")
     return lines
 
 
-def build_tiny_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
+def build_tiny_tokenizer(vocab_size: int = 1024) -> PreTrainedTokenizerFast:
     """A deterministic byte-level BPE tokenizer (about ``vocab_size`` entries) with MoRA's special tokens.
 
     Uses ``<s>``/``</s>``/``<pad>`` as bos/eos/pad and carries the ChatML markers and ``[SEG]``,

@@ -47,6 +47,7 @@ class ProgressReporter:
         self._writer = None
         self._last_time = time.perf_counter()
         self._last_samples = 0
+        self._last_questions = 0
         if not enabled:
             return
         if progress_bar:
@@ -68,23 +69,39 @@ class ProgressReporter:
         if self._bar is not None:
             self._bar.update(n)
 
-    def log(self, step: int, losses: dict[str, float], lr: float, samples_consumed: int) -> None:
+    def log(
+        self, step: int, losses: dict[str, float], lr: float, samples_consumed: int, questions: int = 0
+    ) -> None:
+        """Report losses and rates; ``samples_consumed`` counts dataset items (a video group is one),
+        ``questions`` the questions trained on so far (rows of the batches)."""
         if not self.enabled:
             return
         now = time.perf_counter()
-        rate = (samples_consumed - self._last_samples) / max(now - self._last_time, 1e-9)
-        self._last_time, self._last_samples = now, samples_consumed
+        elapsed = max(now - self._last_time, 1e-9)
+        rate = (samples_consumed - self._last_samples) / elapsed
+        q_rate = (questions - self._last_questions) / elapsed
+        self._last_time, self._last_samples, self._last_questions = now, samples_consumed, questions
         if self._bar is not None:
             short = {k.removeprefix("loss_"): f"{v:.4f}" for k, v in losses.items()}
-            self._bar.set_postfix({**short, "lr": f"{lr:.2e}", "samples/s": f"{rate:.1f}"}, refresh=False)
+            rates = {"samples/s": f"{rate:.1f}", "questions/s": f"{q_rate:.1f}"}
+            self._bar.set_postfix({**short, "lr": f"{lr:.2e}", **rates}, refresh=False)
         else:
             parts = " ".join(f"{k}={v:.4f}" for k, v in losses.items())
-            logger.info("step %d/%d %s lr=%.3e samples/s=%.1f", step, self.total_steps, parts, lr, rate)
+            logger.info(
+                "step %d/%d %s lr=%.3e samples/s=%.1f questions/s=%.1f",
+                step,
+                self.total_steps,
+                parts,
+                lr,
+                rate,
+                q_rate,
+            )
         if self._writer is not None:
             for k, v in losses.items():
                 self._writer.add_scalar(f"train/{k}", v, step)
             self._writer.add_scalar("train/lr", lr, step)
             self._writer.add_scalar("train/samples_per_s", rate, step)
+            self._writer.add_scalar("train/questions_per_s", q_rate, step)
 
     def close(self) -> None:
         if self._bar is not None:

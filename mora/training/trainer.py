@@ -165,6 +165,7 @@ def train(
     reporter.start(state.samples_consumed)
     meter = LossMeter()
     last_losses: dict[str, float] = {}
+    questions = 0  # rows of the batches (questions; a video-group item holds several), for the rate
     engine.train()
     batches = iter(loader)
     try:
@@ -178,6 +179,7 @@ def train(
             engine.backward(output.loss if not isinstance(output, Mapping) else output["loss"])
             engine.step()
             state.samples_consumed += sampler.samples_per_step
+            questions += _batch_rows(batch) * dist_info.world_size
             meter.add(losses)
             if not boundary:
                 continue
@@ -185,7 +187,9 @@ def train(
             reporter.step()
             if state.step % run.log.every_steps == 0 or state.step == total:
                 last_losses = mean_over_ranks(meter.pop(), dist_info.device)
-                reporter.log(state.step, last_losses, scheduler.get_last_lr()[0], state.samples_consumed)
+                reporter.log(
+                    state.step, last_losses, scheduler.get_last_lr()[0], state.samples_consumed, questions
+                )
             every = run.checkpoint.every_steps
             if state.step == total or (every and state.step % every == 0):
                 last_ckpt = manager.save(engine, state)
@@ -204,6 +208,12 @@ def train(
         final_losses=last_losses,
         param_digests=digests,
     )
+
+
+def _batch_rows(batch: Mapping[str, Any]) -> int:
+    """Questions in a collated batch (rows of ``input_ids``; 0 for batches without it)."""
+    ids = batch.get("input_ids") if isinstance(batch, Mapping) else None
+    return int(ids.shape[0]) if ids is not None else 0
 
 
 def parameter_digest(module: torch.nn.Module) -> str:

@@ -69,6 +69,11 @@ class BackboneAdapter(ABC):
         """Features of every frame of ``pixel_values`` ``[B, T, 3, h, w]``."""
 
     @abstractmethod
+    def tokens_from_grid(self, grid: torch.Tensor) -> torch.Tensor:
+        """``[B, T, h, w, d]`` grid features -> ``[B, T, h*w, D]`` tokens at the language-model width (how
+        `frame_features` derives ``tokens``; used again after the video adapter changed the grid)."""
+
+    @abstractmethod
     def video_tokens(self, pixel_values: torch.Tensor, features: VisualFeatures) -> torch.Tensor:
         """``[B, N_v, D]`` video tokens for the language model from the frames it sees.
 

@@ -72,8 +72,10 @@ class LlavaAdapter(BackboneAdapter):
         if side * side != n:
             raise ValueError(f"vision tower gave {n} patch tokens per frame, not a square grid")
         grid = feats.view(B, T, side, side, -1)  # [B, T, h, w, d]
-        tokens = self.vlm.model.multi_modal_projector(feats).view(B, T, n, -1)  # [B, T, n, D]
-        return VisualFeatures(grid=grid, tokens=tokens)
+        return VisualFeatures(grid=grid, tokens=self.tokens_from_grid(grid))
+
+    def tokens_from_grid(self, grid: torch.Tensor) -> torch.Tensor:
+        return self.vlm.model.multi_modal_projector(grid.flatten(2, 3))  # [B, T, n, D]
 
     def video_tokens(self, pixel_values: torch.Tensor, features: VisualFeatures) -> torch.Tensor:
         if self.video_pooling == "frame_grid":

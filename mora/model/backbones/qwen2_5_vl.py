@@ -87,7 +87,10 @@ class Qwen25VLAdapter(BackboneAdapter):
         merged, (_, gh, gw) = self._encode(frames)  # [B*T, n, D]
         h, w = gh // merge, gw // merge
         grid = merged.view(B, T, h, w, -1)  # [B, T, h, w, D]
-        return VisualFeatures(grid=grid, tokens=grid.flatten(2, 3))
+        return VisualFeatures(grid=grid, tokens=self.tokens_from_grid(grid))
+
+    def tokens_from_grid(self, grid: torch.Tensor) -> torch.Tensor:
+        return grid.flatten(2, 3)  # the merger already projects to the language-model width
 
     def video_tokens(self, pixel_values: torch.Tensor, features: VisualFeatures) -> torch.Tensor:
         tokens, _ = self._encode(pixel_values)  # [B, N_v, D]

@@ -1,0 +1,104 @@
+"""`VideoAdapter`: space-time attention over every frame's patch grid, between vision tower and language model.
+
+A vision tower sees one frame at a time; which object moves, where to and after whom is only visible across
+frames. The adapter mixes the grid features of all frames of a clip with factorised attention, as MoRA's
+own adapters do across patches and frames: each block attends among the cells of one frame (space), then
+among the frames of one cell (time), then applies an MLP. Cells carry a 2-D sinusoidal position and frames
+a sinusoidal time code of their place in the clip (0 = first sampled frame, 1 = last), so a clip sampled
+with 16 frames for training and 20 for evaluation spans the same time codes.
+
+The output has the input's width and is added to it through a zero-initialised projection: with pretrained
+backbones the adapter starts as the identity, and everything downstream (projector, motion tokens, mask
+prompts, temporal head) reads the mixed grid unchanged in shape.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def sinusoid(positions: torch.Tensor, dim: int) -> torch.Tensor:
+    """``[..., dim]`` sine/cosine codes of real ``positions [...]`` (frequencies 1 .. 1/1000, dim even)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=positions.device) / max(1, half - 1))
+    angles = positions.unsqueeze(-1).float() * freqs * math.pi * 8  # 8 half-turns across [0, 1] at most
+    return torch.cat([angles.sin(), angles.cos()], dim=-1)
+
+
+def grid_positions(h: int, w: int, dim: int, device: torch.device) -> torch.Tensor:
+    """``[h * w, dim]`` codes of the cells of an ``h x w`` grid: half for the row, half for the column."""
+    rows = torch.arange(h, device=device).float() / max(1, h - 1)
+    cols = torch.arange(w, device=device).float() / max(1, w - 1)
+    row_code = sinusoid(rows, dim // 2)[:, None, :].expand(h, w, dim // 2)
+    col_code = sinusoid(cols, dim // 2)[None, :, :].expand(h, w, dim // 2)
+    return torch.cat([row_code, col_code], dim=-1).reshape(h * w, dim)
+
+
+class SpaceTimeBlock(nn.Module):
+    """Pre-norm block: attention over the cells of a frame, over the frames of a cell, then an MLP."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        self.norm_space = nn.LayerNorm(dim)
+        self.space = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm_time = nn.LayerNorm(dim)
+        self.time = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x [B, T, n, a]`` -> ``[B, T, n, a]`` (n = cells per frame)."""
+        B, T, n, a = x.shape
+        s = x.reshape(B * T, n, a)
+        y = self.norm_space(s)
+        s = s + self.space(y, y, y, need_weights=False)[0]
+        t = s.view(B, T, n, a).transpose(1, 2).reshape(B * n, T, a)
+        y = self.norm_time(t)
+        t = t + self.time(y, y, y, need_weights=False)[0]
+        x = t.view(B, n, T, a).transpose(1, 2)
+        return x + self.mlp(self.norm_mlp(x))
+
+
+class VideoAdapter(nn.Module):
+    """Residual space-time mixing of per-frame grid features.
+
+    Args:
+        in_dim: d, channels of the vision grid.
+        dim: a, the width the blocks run at.
+        layers: number of `SpaceTimeBlock` s.
+        heads: attention heads (must divide ``dim``).
+    """
+
+    def __init__(self, in_dim: int, dim: int, layers: int, heads: int) -> None:
+        super().__init__()
+        if layers < 1:
+            raise ValueError(f"VideoAdapter needs at least one layer, got {layers}")
+        if dim % heads or dim % 4:
+            raise ValueError(f"video adapter width {dim} must be divisible by 4 and by its {heads} heads")
+        self.dim = dim
+        self.inp = nn.Linear(in_dim, dim)
+        self.blocks = nn.ModuleList(SpaceTimeBlock(dim, heads) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+        self.out = nn.Linear(dim, in_dim)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Zero output projection: the adapter starts as the identity map of its input."""
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        """``grid [B, T, h, w, d]`` -> the mixed grid ``[B, T, h, w, d]``."""
+        B, T, h, w, d = grid.shape
+        dtype = self.inp.weight.dtype
+        x = self.inp(grid.to(dtype)).reshape(B, T, h * w, self.dim)  # [B, T, n, a]
+        times = torch.arange(T, device=grid.device).float() / max(1, T - 1)
+        x = x + grid_positions(h, w, self.dim, grid.device).to(dtype)  # cells
+        x = x + sinusoid(times, self.dim).to(dtype)[None, :, None, :]  # frames
+        for block in self.blocks:
+            x = block(x)
+        delta = self.out(self.norm(x)).view(B, T, h, w, d)
+        return grid + delta.to(grid.dtype)

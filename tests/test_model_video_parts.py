@@ -1,0 +1,172 @@
+"""The tiny default's video parts: `VideoAdapter`, `GroundingReader`, `VideoDensePrompt`, `MaskPooledSpanHead`,
+and questions sharing one encoding of their video (``video_index``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from model_testing import NUM_FRAMES, PAPER_STYLE, moving_square_clip, tiny_model, training_batch
+
+from mora.constants import ANSWER_WITH_SPAN
+from mora.model.grounding_reader import GroundingReader
+from mora.model.heads import MaskPooledSpanHead
+from mora.model.packing import slots_by_video
+from mora.model.pixel_mask_path import PixelMaskPath
+from mora.model.video_adapter import VideoAdapter
+from mora.model.video_dense_prompt import VideoDensePrompt
+
+
+def _randomise(module: torch.nn.Module, seed: int = 0) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+
+
+def test_video_adapter_starts_as_identity_and_mixes_space_and_time():
+    torch.manual_seed(0)
+    adapter = VideoAdapter(in_dim=16, dim=32, layers=2, heads=4)
+    grid = torch.randn(2, 5, 3, 3, 16)  # [B, T, h, w, d]
+    assert torch.equal(adapter(grid), grid)  # zero-initialised output
+    _randomise(adapter)
+    out = adapter(grid)
+    assert out.shape == grid.shape
+    changed = grid.clone()
+    changed[0, 2, 1, 1] += 1.0  # one cell of one frame of clip 0
+    delta = (adapter(changed) - out).abs().flatten(3).sum(-1)  # [B, T, h]
+    assert delta[0, 0].sum() > 0 and delta[0, 4].sum() > 0  # other frames see it (time)
+    assert delta[0, 2, 0] > 0  # other cells of the frame see it (space)
+    assert delta[1].sum() == 0  # the other clip does not
+    with pytest.raises(ValueError, match="divisible"):
+        VideoAdapter(in_dim=16, dim=30, layers=1, heads=4)
+
+
+def test_grounding_reader_packs_the_questions_of_a_video_exactly():
+    torch.manual_seed(0)
+    reader = GroundingReader(hidden_size=32, layers=2, heads=4)
+    queries = torch.randn(5, 2, 32)
+    tokens = torch.randn(3, 4, 6, 32)  # [V, T, n, D]
+    video_index = torch.tensor([2, 0, 2, 2, 1])
+    assert torch.equal(reader(queries, tokens, video_index), queries)  # identity at init
+    _randomise(reader)
+    packed = reader(queries, tokens, video_index)
+    for b, v in enumerate(video_index.tolist()):  # one question at a time, its video alone
+        alone = reader(queries[b : b + 1], tokens[v : v + 1])
+        torch.testing.assert_close(packed[b : b + 1], alone, atol=1e-5, rtol=1e-5)
+    other = tokens.clone()
+    other[1] += 1.0  # changing video 1 changes question 4 only
+    moved = (reader(queries, other, video_index) - packed).abs().sum((1, 2))
+    assert moved[4] > 0 and torch.all(moved[:4] == 0)
+
+
+def test_video_dense_prompt_is_zero_at_init_and_resizes_to_the_engine_grid():
+    prompt = VideoDensePrompt(in_dim=16, prompt_dim=8, embedding_size=4)
+    grid = torch.randn(2, 3, 8, 8, 16)
+    out = prompt(grid)
+    assert out.shape == (6, 8, 4, 4) and torch.count_nonzero(out) == 0
+    _randomise(prompt)
+    assert torch.count_nonzero(prompt(grid)) > 0
+
+
+def test_slots_by_video_packs_and_unpacks():
+    video_index = torch.tensor([2, 0, 2, 2, 1, 0])
+    rows, slots = slots_by_video(video_index, 4)
+    assert slots == 3 and sorted(rows.tolist()) == [0, 1, 3, 6, 7, 8]
+    assert torch.equal(rows // slots, video_index)  # each question lands in its video's block
+    x = torch.arange(6.0)[:, None]
+    packed = x.new_zeros(4 * slots, 1).index_copy(0, rows, x)
+    assert torch.equal(packed[rows], x)
+
+
+def test_pixel_mask_path_is_zero_at_init_and_reads_each_question_against_its_video():
+    torch.manual_seed(0)
+    path = PixelMaskPath(prompt_dim=8, grid_dim=6, dim=4)
+    V, T, S = 2, 3, 16
+    pix, embeds, grid = torch.randn(V * T, 3, S, S), torch.randn(V * T, 8, 4, 4), torch.randn(V * T, 2, 2, 6)
+    pixel_embeds = path.embed(pix, embeds, grid).view(V, T, 4, S, S)
+    prompts = torch.randn(3, 8)
+    index = torch.tensor([1, 0, 1])
+    assert torch.count_nonzero(path(pixel_embeds, prompts, index)) == 0  # zero query at init
+    _randomise(path)
+    pixel_embeds = path.embed(pix, embeds, grid).view(V, T, 4, S, S)
+    logits = path(pixel_embeds, prompts, index)
+    assert logits.shape == (3, T, S, S)
+    for b, v in enumerate(index.tolist()):
+        expected = torch.einsum("e,tehw->thw", path.query(prompts[b]), pixel_embeds[v])
+        torch.testing.assert_close(logits[b], expected, atol=1e-5, rtol=1e-5)
+    moved = pix.clone()
+    moved[T + 1, :, 5, 5] += 3.0  # one pixel of video 1, frame 1
+    delta = (path(path.embed(moved, embeds, grid).view(V, T, 4, S, S), prompts, index) - logits).abs()
+    assert delta[1].sum() == 0 and delta[0, 1, 4:7, 4:7].sum() > 0 and delta[0, 1, :3].sum() == 0
+
+
+def test_mask_pooled_span_head_reads_the_motion_of_the_mask():
+    B, T, side = 1, 5, 8
+    weights = torch.zeros(B, T, side, side)
+    for t in range(T):  # a 2x2 blob moving one cell right per frame
+        weights[0, t, 3:5, t : t + 2] = 1.0
+    motion = MaskPooledSpanHead.mask_motion(weights)  # [B, T, 5]
+    per_frame = (T - 1) / MaskPooledSpanHead.SHIFT_FRAMES
+    torch.testing.assert_close(motion[0, 1:, 1], torch.full((T - 1,), per_frame))  # dx back
+    torch.testing.assert_close(motion[0, :-1, 3], torch.full((T - 1,), per_frame))  # dx forward
+    assert torch.all(motion[0, :, 0] == 0) and motion[0, 0, 1] == 0  # no dy; no frame before 0
+    torch.testing.assert_close(motion[0, :, 4], torch.full((T,), 4 / 64))  # covered fraction
+    head = MaskPooledSpanHead(hidden_size=16, dim=8)
+    logits = head(torch.randn(B, 16), torch.randn(B, T, side * side, 16), torch.rand(B, T, 32, 32))
+    assert logits.shape == (B, T)
+
+
+def test_questions_sharing_a_video_equal_the_video_given_once_per_question():
+    """``video_index``: two questions about one video give the same outputs as the video repeated."""
+    model = tiny_model("llava", "sam", seed=3).eval()
+    for name in ("video_adapter", "grounding_reader", "video_dense_prompt", "pixel_mask_path"):
+        _randomise(getattr(model, name), seed=len(name))
+    clip, masks = moving_square_clip()
+    other, other_masks = moving_square_clip(seed=5)
+    questions = ["Which object moves right?", "What moves?", "Which object moves left?"]
+    kwargs = dict(answers=[ANSWER_WITH_SPAN] * 3, spans=[(1, 3), (0, 2), (2, 4)])
+    shared = model.processor(
+        [clip, other], questions, masks=[masks, other_masks, masks], video_index=[0, 1, 0], **kwargs
+    )
+    repeated = model.processor([clip, other, clip], questions, masks=[masks, other_masks, masks], **kwargs)
+    assert shared["pixel_values"].shape[0] == 2 and "video_index" not in repeated
+    with torch.no_grad():
+        a, b = model(**shared), model(**repeated)
+    for key in ("loss", "mask_logits", "span_logits"):
+        torch.testing.assert_close(getattr(a, key), getattr(b, key), atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="video_index"):
+        model(**{**shared, "video_index": torch.tensor([0, 2, 0])})
+
+
+@pytest.mark.parametrize("engine", ["sam", "sam2"])
+def test_every_part_trains_and_the_paper_style_model_has_none_of_them(engine):
+    model = tiny_model("llava", engine, seed=1)
+    assert model.config.span_head == "mask_pooled" and model.motion_tokenizer is None
+    out = model(**training_batch(model.processor))
+    out.loss.backward()
+    for name in (
+        "video_adapter",
+        "grounding_reader",
+        "video_dense_prompt",
+        "pixel_mask_path",
+        "temporal_head",
+    ):
+        grads = [p.grad for p in getattr(model, name).parameters()]
+        assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0, name
+    paper = tiny_model("llava", engine, **PAPER_STYLE)
+    assert paper.video_adapter is None and paper.grounding_reader is None and paper.video_dense_prompt is None
+    assert paper.pixel_mask_path is None
+
+
+def test_predict_returns_ungated_masks_of_the_same_pass():
+    model = tiny_model("llava", "sam", seed=2).eval()
+    frames, _ = moving_square_clip()
+    pred = model.predict(frames, "Which object moves right?", mode="template", with_ungated=True)
+    assert pred.ungated_masks.shape == pred.masks.shape == frames.shape[:3]
+    assert np.all(pred.ungated_masks[pred.masks])  # gating only removes foreground
+    if pred.span is not None:
+        inside = slice(pred.span[0], pred.span[1] + 1)
+        assert np.array_equal(pred.masks[inside], pred.ungated_masks[inside])
+    assert model.predict(frames, "Which object moves right?", mode="template").ungated_masks is None
+    assert NUM_FRAMES == frames.shape[0]
