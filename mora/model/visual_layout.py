@@ -57,8 +57,8 @@ class VisualLayout:
                 num_frames=config.num_frames,
                 use_motion_tokens=config.use_motion_tokens,
                 motion_grid=config.motion_grid,
-                video_pooling=getattr(config, "video_pooling", "videochatgpt"),
-                video_pool_grid=getattr(config, "video_pool_grid", 4),
+                video_pooling=config.video_pooling,
+                video_pool_grid=config.video_pool_grid,
             )
         return cls(
             backbone_family=config.backbone_family,
