@@ -40,7 +40,8 @@ def _run(cmd: list[str]) -> int:
     return subprocess.call(cmd, cwd=ROOT)
 
 
-def ensure_synthetic_data(root: Path, num_videos: int) -> int:
+def ensure_synthetic_data(root: Path, num_videos: int, seed: int = 0) -> int:
+    """Generate the default synthetic set (drawn with ``seed``) into ``root`` unless it is there."""
     if (root / "test.json").is_file() and (root / "train.json").is_file():
         return 0
     return _run(
@@ -53,7 +54,7 @@ def ensure_synthetic_data(root: Path, num_videos: int) -> int:
             "--num-videos",
             str(num_videos),
             "--seed",
-            "0",
+            str(seed),
             "--val-fraction",
             str(SYNTHETIC_VAL_FRACTION),
             "--test-fraction",

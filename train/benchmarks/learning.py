@@ -29,13 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from mora.constants import GROUNDMORE_Q_TYPES  # noqa: E402
-from train.launch import (  # noqa: E402
-    DEFAULT_CONFIG,
-    SYNTHETIC_ROOT,
-    SYNTHETIC_TEST_FRACTION,
-    SYNTHETIC_VAL_FRACTION,
-    SYNTHETIC_VIDEOS,
-)
+from train.launch import DEFAULT_CONFIG, SYNTHETIC_ROOT, SYNTHETIC_VIDEOS, ensure_synthetic_data  # noqa: E402
 
 TARGET_OVERALL = 0.80
 TARGET_MARGIN = 0.20
@@ -89,19 +83,8 @@ def evaluate(model: Path, data_root: Path, out: Path) -> dict:
 def held_out_set(seed: int) -> Path:
     """The synthetic set drawn with ``seed`` (same sizes as the default set), generated if missing."""
     root = ROOT / f"{SYNTHETIC_ROOT}_seed{seed}"
-    if not (root / "test.json").is_file():
-        cmd = [
-            sys.executable,
-            "-m",
-            "data_prep.synthetic",
-            "--out",
-            str(root),
-            "--num-videos",
-            str(SYNTHETIC_VIDEOS),
-        ]
-        cmd += ["--seed", str(seed), "--val-fraction", str(SYNTHETIC_VAL_FRACTION)]
-        cmd += ["--test-fraction", str(SYNTHETIC_TEST_FRACTION), "--overwrite"]
-        subprocess.run(cmd, check=True, cwd=ROOT)
+    if ensure_synthetic_data(root, SYNTHETIC_VIDEOS, seed):
+        raise SystemExit(f"could not generate the synthetic set of seed {seed} into {root}")
     return root
 
 
