@@ -9,8 +9,9 @@ of the tiny preset's size; `--mora-adapter` mora's `VideoAdapter`) so that a gap
 
     python train/benchmarks/reference_learner.py --steps 250 --schedule-steps 900 --stem clip --mora-adapter
 
-Measured on 2 cores (schedule of 900 steps, Dice at step 200 / 250; the tiny default: 0.546 / 0.535):
-CNN + frame differences 0.43 (300-step schedule: 0.33 at 300), CLIP stem + mora's adapter 0.455 / 0.424.
+Measured on 2 cores (mask Dice at step 200 / 250): CLIP stem + mora's adapter, 900-step schedule, 0.455 /
+0.424, where the tiny default (the same batches and schedule in a plain loop) has 0.546 / 0.541; CNN + frame
+differences (`--differences`), 300-step schedule, 0.43 at 200 and 0.33 at 300 (train/README.md has the rest).
 It is a diagnostic, not a model of the package.
 """
 
