@@ -62,9 +62,9 @@ class MoRAConfig(PretrainedConfig):
         grounding_reader_heads: its attention heads.
         use_video_dense_prompt: give the mask decoder the adapted vision grid of each frame as a dense prompt
             (`VideoDensePrompt`, zero-initialised output).
-        pixel_mask_dim: width e of the `PixelMaskPath` (masks also from the dot product of a ``[SEG]`` query with
-            per-pixel embeddings of each frame at the engine's input resolution, added to the engine's logits;
-            zero-initialised query); 0 = off (the engine's decoder alone).
+        pixel_mask_dim: width e of the `PixelMaskPath` (masks also from the dot product of a query read from the
+            ``[SEG]`` state with per-pixel embeddings of each frame at the engine's input resolution, added to the
+            engine's logits); 0 = off (the engine's decoder alone).
         span_head: ``"tokens"`` (`TemporalHead`: the ``[LOC]`` query against each frame's visual and motion
             tokens) or ``"mask_pooled"`` (`MaskPooledSpanHead`: each frame scored from the grid tokens under
             the predicted mask of the answer object and that mask's motion; masks are decoded on every frame

@@ -144,7 +144,7 @@ def tiny(
         grounding_reader_layers=3,
         grounding_reader_heads=4,
         use_video_dense_prompt=True,
-        pixel_mask_dim=16,
+        pixel_mask_dim=32,
         span_head="mask_pooled",
     )
     _apply_tiny_token_ids(config, tokenizer)

@@ -79,26 +79,25 @@ def test_slots_by_video_packs_and_unpacks():
     assert torch.equal(packed[rows], x)
 
 
-def test_pixel_mask_path_is_zero_at_init_and_reads_each_question_against_its_video():
+def test_pixel_mask_path_reads_each_question_against_its_video():
     torch.manual_seed(0)
-    path = PixelMaskPath(prompt_dim=8, grid_dim=6, dim=4)
+    path = PixelMaskPath(query_dim=8, grid_dim=6, dim=4)
     V, T, S = 2, 3, 16
-    pix, embeds, grid = torch.randn(V * T, 3, S, S), torch.randn(V * T, 8, 4, 4), torch.randn(V * T, 2, 2, 6)
-    pixel_embeds = path.embed(pix, embeds, grid).view(V, T, 4, S, S)
-    prompts = torch.randn(3, 8)
+    pix, grid = torch.randn(V * T, 3, S, S), torch.randn(V * T, 2, 2, 6)
+    pixel_embeds = path.embed(pix, grid).view(V, T, 4, S, S)
+    seg = torch.randn(3, 8)
     index = torch.tensor([1, 0, 1])
-    assert torch.count_nonzero(path(pixel_embeds, prompts, index)) == 0  # zero query at init
-    _randomise(path)
-    pixel_embeds = path.embed(pix, embeds, grid).view(V, T, 4, S, S)
-    logits = path(pixel_embeds, prompts, index)
+    logits = path(pixel_embeds, seg, index)
     assert logits.shape == (3, T, S, S)
     for b, v in enumerate(index.tolist()):
-        expected = torch.einsum("e,tehw->thw", path.query(prompts[b]), pixel_embeds[v])
+        expected = torch.einsum("e,tehw->thw", path.query(seg[b]), pixel_embeds[v])
         torch.testing.assert_close(logits[b], expected, atol=1e-5, rtol=1e-5)
     moved = pix.clone()
-    moved[T + 1, :, 5, 5] += 3.0  # one pixel of video 1, frame 1
-    delta = (path(path.embed(moved, embeds, grid).view(V, T, 4, S, S), prompts, index) - logits).abs()
+    moved[T + 1, :, 5, 5] += 3.0  # one pixel of video 1, frame 1: its 3x3 neighbourhood changes, nothing else
+    delta = (path(path.embed(moved, grid).view(V, T, 4, S, S), seg, index) - logits).abs()
     assert delta[1].sum() == 0 and delta[0, 1, 4:7, 4:7].sum() > 0 and delta[0, 1, :3].sum() == 0
+    with pytest.raises(ValueError, match="grid"):
+        path.embed(pix)
 
 
 def test_mask_pooled_span_head_reads_the_motion_of_the_mask():
@@ -134,7 +133,8 @@ def test_questions_sharing_a_video_equal_the_video_given_once_per_question():
     with torch.no_grad():
         a, b = model(**shared), model(**repeated)
     for key in ("loss", "mask_logits", "span_logits"):
-        torch.testing.assert_close(getattr(a, key), getattr(b, key), atol=1e-5, rtol=1e-4)
+        scale = float(getattr(b, key).abs().max().clamp(min=1))  # float32 sums in another order
+        torch.testing.assert_close(getattr(a, key), getattr(b, key), atol=1e-5 * scale, rtol=1e-4)
     with pytest.raises(ValueError, match="video_index"):
         model(**{**shared, "video_index": torch.tensor([0, 2, 0])})
 

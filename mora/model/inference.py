@@ -9,6 +9,8 @@ probability) and propagated to all frames by memory; "per_frame" decodes every f
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -166,7 +168,8 @@ def _ground(
     pix = mask_pixel_values.to(model.device)
     pooled = isinstance(model.temporal_head, MaskPooledSpanHead)
     every_frame = pooled or (with_ungated and segmented)
-    all_logits = _decode_frames(model, pix, prompts, features, list(range(T))) if every_frame else None
+    decode = functools.partial(_decode_frames, model, pix, prompts, features, seg_state=seg_state)
+    all_logits = decode(list(range(T))) if every_frame else None
     all_masks = None if all_logits is None else _to_masks(all_logits, geometry)  # [T, H, W] before gating
     ungated = all_masks if with_ungated else None
     span = None
@@ -192,7 +195,7 @@ def _ground(
     elif all_masks is not None:
         masks = all_masks.copy()
     else:
-        masks = _to_masks(_decode_frames(model, pix, prompts, features, frames), geometry)
+        masks = _to_masks(decode(frames), geometry)
     if gate and span is not None:
         outside = np.ones(T, dtype=bool)
         outside[span[0] : span[1] + 1] = False
@@ -205,9 +208,9 @@ def _to_masks(logits: torch.Tensor, geometry) -> np.ndarray:
     return (logits_to_frames(logits.float(), geometry) > 0).cpu().numpy()
 
 
-def _decode_frames(model, pix, prompts, features, frames: list[int]) -> torch.Tensor:
+def _decode_frames(model, pix, prompts, features, frames: list[int], seg_state=None) -> torch.Tensor:
     """``[T, S, S]`` logits of one clip ``pix [T, 3, S, S]``: ``frames`` decoded in chunks (bounded memory),
-    the others -1."""
+    the others -1 (``seg_state [1, D]``: the ``[SEG]`` state, for the pixel mask path)."""
     logits = torch.full((pix.shape[0], *pix.shape[-2:]), -1.0, device=model.device)  # [T, S, S]
     for start in range(0, len(frames), DECODE_CHUNK):
         chunk = frames[start : start + DECODE_CHUNK]
@@ -216,7 +219,7 @@ def _decode_frames(model, pix, prompts, features, frames: list[int]) -> torch.Te
         window = (
             None if features is None else type(features)(features.grid[:, chunk], features.tokens[:, chunk])
         )
-        pixel = model.pixel_logits(pix[chunk][None], feats, window, prompts[:1, 0])  # [1, n, S, S] | None
+        pixel = model.pixel_logits(pix[chunk][None], window, seg_state)  # [1, n, S, S] | None
         if pixel is not None:
             logits[chunk] += pixel[0].to(logits.device)
     return logits

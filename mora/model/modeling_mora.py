@@ -129,9 +129,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             else None
         )
         self.pixel_mask_path = (
-            PixelMaskPath(engine.prompt_dim, grid_dim, config.pixel_mask_dim)
-            if config.pixel_mask_dim
-            else None
+            PixelMaskPath(hidden, grid_dim, config.pixel_mask_dim) if config.pixel_mask_dim else None
         )
         self.processor = None  # attached by from_pretrained when a processor is saved beside the weights
         if config.lora:
@@ -346,6 +344,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         prompts: torch.Tensor,
         features: VisualFeatures | None = None,
         video_index: torch.Tensor | None = None,
+        seg_states: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Decode every frame of every question with its prompts.
 
@@ -354,6 +353,8 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             prompts: ``[B, T, P, C]`` (from `frame_prompts`).
             features: the videos' `encode_video` features (for the video dense prompt).
             video_index: ``[B]`` the video of each question (default: question b, video b).
+            seg_states: ``[B, D]`` the ``[SEG]`` states the prompts came from (the `PixelMaskPath` query;
+                required when the path is on).
 
         Returns:
             mask logits ``[B, T, S, S]`` float32.
@@ -361,7 +362,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         V, T = mask_pixel_values.shape[:2]
         B = prompts.shape[0]
         index = self._video_index(video_index, B, V)
-        feats = feats_all = self.engine_features(mask_pixel_values.flatten(0, 1))
+        feats = self.engine_features(mask_pixel_values.flatten(0, 1))
         dense = self.dense_prompts(
             feats, mask_pixel_values, video_grid=None if features is None else features.grid
         )
@@ -369,7 +370,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         if not torch.equal(rows, torch.arange(V * T)):
             feats = feats.select(rows)
             dense = None if dense is None else dense[rows.to(dense.device)]
-        pixel = self.pixel_logits(mask_pixel_values, feats_all, features, prompts[:, 0, 0], index)
+        pixel = self.pixel_logits(mask_pixel_values, features, seg_states, index)
         logits = self.mask_engine.decode(feats, prompts.flatten(0, 1), dense)  # [B*T, S, S]
         logits = logits.view(B, T, *logits.shape[-2:])
         return logits if pixel is None else logits + pixel.to(logits.device)
@@ -377,27 +378,28 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
     def pixel_logits(
         self,
         mask_pixel_values: torch.Tensor,
-        engine_features: FrameFeatures,
         features: VisualFeatures | None,
-        seg_prompts: torch.Tensor,
+        seg_states: torch.Tensor | None,
         video_index: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """``[B, T, S, S]`` logits of the `PixelMaskPath` (None when it is off).
 
         Args:
-            mask_pixel_values: ``[V, T, 3, S, S]``; engine_features: their `encode` output (``V*T`` frames).
+            mask_pixel_values: ``[V, T, 3, S, S]``.
             features: the videos' `encode_video` features covering the same T frames (the grid input).
-            seg_prompts: ``[B, C]`` the projected ``[SEG]`` state of each question.
+            seg_states: ``[B, D]`` the ``[SEG]`` state of each question (after the grounding reader).
             video_index: ``[B]`` the video of each question (default: question b, video b).
         """
         if self.pixel_mask_path is None:
             return None
+        if seg_states is None:
+            raise ValueError("the pixel mask path needs the [SEG] states (seg_states [B, D])")
         V, T = mask_pixel_values.shape[:2]
         grid = None if features is None else features.grid.flatten(0, 1)  # [V*T, h, w, d]
-        pix = mask_pixel_values.flatten(0, 1).to(engine_features.maps[-1].device)
-        embeds = self.pixel_mask_path.embed(pix, engine_features.maps[-1], grid)  # [V*T, e, S, S]
+        pix = mask_pixel_values.flatten(0, 1).to(seg_states.device)
+        embeds = self.pixel_mask_path.embed(pix, grid)  # [V*T, e, S, S]
         index = None if video_index is None else torch.as_tensor(video_index)
-        return self.pixel_mask_path(embeds.view(V, T, *embeds.shape[1:]), seg_prompts, index)
+        return self.pixel_mask_path(embeds.view(V, T, *embeds.shape[1:]), seg_states, index)
 
     def dense_prompts(
         self,
@@ -514,7 +516,9 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         mask_logits = prompts = None
         if bool(has_seg.all()) or (pooled_span and bool(has_loc.any())):
             prompts = self.frame_prompts(seg_states, question_features, question_motion)  # [B, T, P, C]
-            mask_logits = self.decode_masks(mask_pixel_values.to(self.device), prompts, features, index)
+            mask_logits = self.decode_masks(
+                mask_pixel_values.to(self.device), prompts, features, index, seg_states
+            )
         span_logits = None
         if bool(has_loc.any()):
             span = self.span_logits_from(loc_states, question_features, question_motion, mask_logits)
@@ -580,7 +584,9 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         single = _select(features, torch.zeros(1, dtype=torch.long))
         single_motion = None if motion is None else motion[:1]
         prompts = self.frame_prompts(seg, single, single_motion)  # [1, T, P, C]
-        masks = self.decode_masks(mask_pixel_values[:1].to(self.device), prompts, _select(features, [0]))
+        masks = self.decode_masks(
+            mask_pixel_values[:1].to(self.device), prompts, _select(features, [0]), seg_states=seg
+        )
         span = self.span_logits_from(loc, single, single_motion, masks)
         terms += [masks.sum(), span.sum()]
         if out.mask_logits is not None:
