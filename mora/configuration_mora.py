@@ -57,6 +57,8 @@ class MoRAConfig(PretrainedConfig):
             (attention among the cells of a frame, then among the frames of a cell); 0 = no adapter (the
             paper's model). Its zero-initialised residual output leaves pretrained features unchanged at init.
         video_adapter_dim, video_adapter_heads: width and heads of its blocks.
+        video_adapter_differences: the adapter's input also holds each cell's differences to the previous
+            and next frame.
         grounding_reader_layers: decoder layers of the `GroundingReader`, in which the ``[SEG]`` and ``[LOC]``
             states attend to every frame's full grid tokens before the heads read them; 0 = off.
         grounding_reader_heads: its attention heads.
@@ -65,6 +67,8 @@ class MoRAConfig(PretrainedConfig):
         pixel_mask_dim: width e of the `PixelMaskPath` (masks also from the dot product of a query read from the
             ``[SEG]`` state with per-pixel embeddings of each frame at the engine's input resolution, added to the
             engine's logits); 0 = off (the engine's decoder alone).
+        pixel_mask_differences: the pixel MLP of the `PixelMaskPath` also reads each frame's differences to
+            the previous and next frame of the clip (what moved, at full resolution).
         span_head: ``"tokens"`` (`TemporalHead`: the ``[LOC]`` query against each frame's visual and motion
             tokens) or ``"mask_pooled"`` (`MaskPooledSpanHead`: each frame scored from the grid tokens under
             the predicted mask of the answer object and that mask's motion; masks are decoded on every frame
@@ -111,10 +115,12 @@ class MoRAConfig(PretrainedConfig):
     video_adapter_layers: int = 0
     video_adapter_dim: int = 256
     video_adapter_heads: int = 4
+    video_adapter_differences: bool = False
     grounding_reader_layers: int = 0
     grounding_reader_heads: int = 4
     use_video_dense_prompt: bool = False
     pixel_mask_dim: int = 0
+    pixel_mask_differences: bool = False
     span_head: str = "tokens"
     frame_prompts: bool = False
     seg_hidden_offset: int = 0

@@ -74,6 +74,7 @@ def test_overfitting_one_batch_reduces_every_loss():
         }
         optimizer.zero_grad()
         out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # as the trainer (optim.grad_clip)
         optimizer.step()
     with torch.no_grad():
         last = model(**batch)

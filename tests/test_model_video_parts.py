@@ -13,7 +13,7 @@ from mora.model.grounding_reader import GroundingReader
 from mora.model.heads import MaskPooledSpanHead
 from mora.model.packing import slots_by_video
 from mora.model.pixel_mask_path import PixelMaskPath
-from mora.model.video_adapter import VideoAdapter
+from mora.model.video_adapter import VideoAdapter, neighbour_differences
 from mora.model.video_dense_prompt import VideoDensePrompt
 
 
@@ -83,21 +83,71 @@ def test_pixel_mask_path_reads_each_question_against_its_video():
     torch.manual_seed(0)
     path = PixelMaskPath(query_dim=8, grid_dim=6, dim=4)
     V, T, S = 2, 3, 16
-    pix, grid = torch.randn(V * T, 3, S, S), torch.randn(V * T, 2, 2, 6)
-    pixel_embeds = path.embed(pix, grid).view(V, T, 4, S, S)
+    pix, grid = torch.randn(V, T, 3, S, S), torch.randn(V, T, 2, 2, 6)
     seg = torch.randn(3, 8)
     index = torch.tensor([1, 0, 1])
-    logits = path(pixel_embeds, seg, index)
+    logits = path(pix, seg, grid, index)
     assert logits.shape == (3, T, S, S)
+    # the definition: per-pixel MLP (as convolutions) + the projected grid upsampled, dot the query
     for b, v in enumerate(index.tolist()):
-        expected = torch.einsum("e,tehw->thw", path.query(seg[b]), pixel_embeds[v])
+        cells = path.grid(grid[v]).permute(0, 3, 1, 2)  # [T, e, 2, 2]
+        embeds = path.pixels(pix[v]) + torch.nn.functional.interpolate(cells, size=S, mode="bilinear")
+        expected = torch.einsum("e,tehw->thw", path.query(seg[b]), embeds)
         torch.testing.assert_close(logits[b], expected, atol=1e-5, rtol=1e-5)
     moved = pix.clone()
-    moved[T + 1, :, 5, 5] += 3.0  # one pixel of video 1, frame 1: its 3x3 neighbourhood changes, nothing else
-    delta = (path(path.embed(moved, grid).view(V, T, 4, S, S), seg, index) - logits).abs()
+    moved[1, 1, :, 5, 5] += 3.0  # one pixel of video 1, frame 1: its 3x3 neighbourhood changes, nothing else
+    delta = (path(moved, seg, grid, index) - logits).abs()
     assert delta[1].sum() == 0 and delta[0, 1, 4:7, 4:7].sum() > 0 and delta[0, 1, :3].sum() == 0
     with pytest.raises(ValueError, match="grid"):
-        path.embed(pix)
+        path(pix, seg, None, index)
+
+
+def test_neighbour_differences_and_the_adapter_that_reads_them():
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 3, 3, 5)  # [V, T, h, w, d]
+    before, after = neighbour_differences(x)
+    torch.testing.assert_close(before[:, 1:], x[:, 1:] - x[:, :-1])
+    torch.testing.assert_close(after[:, :-1], x[:, 1:] - x[:, :-1])
+    assert before[:, 0].abs().sum() == 0 and after[:, -1].abs().sum() == 0
+    part = neighbour_differences(x, [0, 2])
+    torch.testing.assert_close(part[0], before[:, [0, 2]])
+    torch.testing.assert_close(part[1], after[:, [0, 2]])
+    adapter = VideoAdapter(5, 8, 1, 2, differences=True)
+    assert adapter.inp.in_features == 15
+    torch.nn.init.normal_(adapter.out.weight)  # leave the identity start
+    with torch.no_grad():
+        adapter.inp.weight[:, 5:] = 0  # the same adapter blind to the differences
+    blind = adapter(x)
+    with torch.no_grad():
+        adapter.inp.weight[:, 5:10] = 1.0
+    assert not torch.allclose(adapter(x), blind)  # it reads them
+    static = x[:, :1].expand_as(x)
+    with torch.no_grad():
+        seen = adapter(static)
+        adapter.inp.weight[:, 5:] = 0
+        torch.testing.assert_close(seen, adapter(static))  # a static clip has no differences to read
+
+
+def test_pixel_mask_path_differences_keep_a_window_equal_to_the_whole_clip():
+    torch.manual_seed(0)
+    path = PixelMaskPath(query_dim=8, grid_dim=6, dim=4, differences=True)
+    V, T, S = 2, 5, 12
+    pix, grid = torch.randn(V, T, 3, S, S), torch.randn(V, T, 2, 2, 6)
+    inputs = path.inputs(pix)
+    assert inputs.shape == (V, T, 9, S, S)
+    torch.testing.assert_close(inputs[:, 2, 3:6], pix[:, 2] - pix[:, 1])
+    torch.testing.assert_close(inputs[:, 2, 6:], pix[:, 3] - pix[:, 2])
+    assert inputs[:, 0, 3:6].abs().sum() == 0 and inputs[:, -1, 6:].abs().sum() == 0  # no frame there
+    static = path.inputs(pix[:, :1].expand(V, T, 3, S, S))
+    assert static[:, :, 3:].abs().sum() == 0  # nothing moves, nothing differs
+    window = [1, 2, 4]
+    torch.testing.assert_close(path.inputs(pix, window), inputs[:, window])
+    seg, index = torch.randn(3, 8), torch.tensor([0, 1, 1])
+    whole = path(inputs, seg, grid, index)
+    part = path(path.inputs(pix, window), seg, grid[:, window], index)
+    torch.testing.assert_close(part, whole[:, window], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="9 channels"):
+        path(pix, seg, grid, index)
 
 
 def test_mask_pooled_span_head_reads_the_motion_of_the_mask():

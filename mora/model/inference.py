@@ -216,10 +216,7 @@ def _decode_frames(model, pix, prompts, features, frames: list[int], seg_state=N
         chunk = frames[start : start + DECODE_CHUNK]
         feats, dense = _window_prompts(model, pix, chunk, features)
         logits[chunk] = model.mask_engine.decode(feats, prompts[chunk], dense)
-        window = (
-            None if features is None else type(features)(features.grid[:, chunk], features.tokens[:, chunk])
-        )
-        pixel = model.pixel_logits(pix[chunk][None], window, seg_state)  # [1, n, S, S] | None
+        pixel = model.pixel_logits(pix[None], features, seg_state, frames=chunk)  # [1, n, S, S] | None
         if pixel is not None:
             logits[chunk] += pixel[0].to(logits.device)
     return logits

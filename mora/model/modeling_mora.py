@@ -113,7 +113,11 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         grid_dim = self.adapter.motion_input_dim
         self.video_adapter = (
             VideoAdapter(
-                grid_dim, config.video_adapter_dim, config.video_adapter_layers, config.video_adapter_heads
+                grid_dim,
+                config.video_adapter_dim,
+                config.video_adapter_layers,
+                config.video_adapter_heads,
+                config.video_adapter_differences,
             )
             if config.video_adapter_layers
             else None
@@ -129,7 +133,9 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             else None
         )
         self.pixel_mask_path = (
-            PixelMaskPath(hidden, grid_dim, config.pixel_mask_dim) if config.pixel_mask_dim else None
+            PixelMaskPath(hidden, grid_dim, config.pixel_mask_dim, config.pixel_mask_differences)
+            if config.pixel_mask_dim
+            else None
         )
         self.processor = None  # attached by from_pretrained when a processor is saved beside the weights
         if config.lora:
@@ -381,25 +387,29 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         features: VisualFeatures | None,
         seg_states: torch.Tensor | None,
         video_index: torch.Tensor | None = None,
+        frames: list[int] | None = None,
     ) -> torch.Tensor | None:
-        """``[B, T, S, S]`` logits of the `PixelMaskPath` (None when it is off).
+        """``[B, T', S, S]`` logits of the `PixelMaskPath` (None when it is off).
 
         Args:
-            mask_pixel_values: ``[V, T, 3, S, S]``.
-            features: the videos' `encode_video` features covering the same T frames (the grid input).
+            mask_pixel_values: ``[V, T, 3, S, S]`` whole clips.
+            features: the videos' `encode_video` features of the same T frames (the grid input).
             seg_states: ``[B, D]`` the ``[SEG]`` state of each question (after the grounding reader).
             video_index: ``[B]`` the video of each question (default: question b, video b).
+            frames: decode these T' frames of the clips only (default: all T), e.g. a window at inference.
         """
         if self.pixel_mask_path is None:
             return None
         if seg_states is None:
             raise ValueError("the pixel mask path needs the [SEG] states (seg_states [B, D])")
-        V, T = mask_pixel_values.shape[:2]
-        grid = None if features is None else features.grid.flatten(0, 1)  # [V*T, h, w, d]
-        pix = mask_pixel_values.flatten(0, 1).to(seg_states.device)
-        embeds = self.pixel_mask_path.embed(pix, grid)  # [V*T, e, S, S]
+        inputs = self.pixel_mask_path.inputs(
+            mask_pixel_values.to(seg_states.device), frames
+        )  # [V, T', c, S, S]
+        grid = None if features is None else features.grid
+        if frames is not None and grid is not None:
+            grid = grid[:, frames]
         index = None if video_index is None else torch.as_tensor(video_index)
-        return self.pixel_mask_path(embeds.view(V, T, *embeds.shape[1:]), seg_states, index)
+        return self.pixel_mask_path(inputs, seg_states, grid, index)
 
     def dense_prompts(
         self,

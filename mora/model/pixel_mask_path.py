@@ -7,7 +7,11 @@ engine's full input resolution S, as the sum of a per-pixel MLP of the frame's p
 conv) and the (adapted) vision grid projected and upsampled, and adds to the engine's logits the dot product
 of those embeddings with a query read from the ``[SEG]`` state (after the grounding reader):
 
-    logits_{b,t} = engine_{b,t} + < Q s_b , E_{v(b),t} >          E: [V, T, e, S, S] per video frame
+    logits_{b,t} = engine_{b,t} + < q_b , P_{v(b),t} > + up(< q_b , G_{v(b),t} >),     q_b = Q s_b
+
+with P ``[e, S, S]`` the pixel MLP and G ``[e, h, w]`` the projected grid. Bilinear upsampling is linear, so
+the grid term is the dot product with the upsampled grid embedding, computed at grid resolution (one
+channel is upsampled per question instead of e per frame).
 
 The query comes from the language-model-width ``[SEG]`` state, not from the engine's prompt: measured on the
 tiny default (train/README.md), a query behind the SAM prompt projector and a pixel embedding mixed through a
@@ -23,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mora.model.packing import slots_by_video
+from mora.model.video_adapter import neighbour_differences
 
 
 class PixelMaskPath(nn.Module):
@@ -32,51 +37,82 @@ class PixelMaskPath(nn.Module):
         query_dim: D, width of the ``[SEG]`` states the queries are read from.
         grid_dim: d, channels of the vision grid (0: no grid input).
         dim: e, width of the pixel embeddings.
+        differences: the pixel MLP also reads each frame's differences to the previous and next frame
+            (9 input channels instead of 3; `inputs`).
     """
 
-    def __init__(self, query_dim: int, grid_dim: int, dim: int) -> None:
+    def __init__(self, query_dim: int, grid_dim: int, dim: int, differences: bool = False) -> None:
         super().__init__()
         self.dim = dim
-        self.pixels = nn.Sequential(nn.Conv2d(3, dim, 3, padding=1), nn.GELU(), nn.Conv2d(dim, dim, 1))
+        self.differences = differences
+        channels = 9 if differences else 3
+        self.pixels = nn.Sequential(nn.Conv2d(channels, dim, 3, padding=1), nn.GELU(), nn.Conv2d(dim, dim, 1))
         self.grid = nn.Linear(grid_dim, dim) if grid_dim else None
         self.query = nn.Linear(query_dim, dim)
 
-    def embed(self, pixel_values: torch.Tensor, grid: torch.Tensor | None = None) -> torch.Tensor:
-        """Pixel embeddings ``[N, e, S, S]`` of N frames.
+    def inputs(self, pixel_values: torch.Tensor, frames: list[int] | None = None) -> torch.Tensor:
+        """``[V, T', c, S, S]`` inputs of the pixel MLP for ``frames`` (default: all T) of clips
+        ``pixel_values [V, T, 3, S, S]``: the frames (c = 3), with ``differences`` also ``x_t - x_{t-1}`` and
+        ``x_{t+1} - x_t`` (c = 9; zero where the clip has no such frame), so a window of frames keeps the
+        differences to its neighbours outside the window."""
+        current = pixel_values if frames is None else pixel_values[:, frames]
+        if not self.differences:
+            return current
+        return torch.cat([current, *neighbour_differences(pixel_values, frames)], dim=2)
 
-        Args:
-            pixel_values: ``[N, 3, S, S]`` normalised mask-engine frames.
-            grid: ``[N, h, w, d]`` their (adapted) vision grid, when the path has a grid input.
+    def pixel_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``[N, S, S, e]`` per-pixel MLP of N frames' inputs ``pixel_values [N, c, S, S]`` (channels last).
+
+        The 3x3 convolution runs as a matrix product over unfolded 3x3 neighbourhoods (the frames need no
+        gradient), which is faster on CPU than a convolution with 3 input channels; the weights are the
+        convolutions' own.
         """
-        dtype = self.query.weight.dtype
-        x = self.pixels(pixel_values.to(dtype))
-        if self.grid is not None:
-            if grid is None:
-                raise ValueError("this PixelMaskPath reads the vision grid; pass grid [N, h, w, d]")
-            g = self.grid(grid.to(dtype)).permute(0, 3, 1, 2)  # [N, e, h, w]
-            x = x + F.interpolate(g, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return x
+        first, act, second = self.pixels
+        N, _, H, W = pixel_values.shape
+        dtype = first.weight.dtype
+        patches = F.unfold(pixel_values.to(dtype), 3, padding=1).transpose(1, 2)  # [N, S*S, 9c]
+        x = act(F.linear(patches, first.weight.flatten(1), first.bias))  # [N, S*S, e]
+        x = F.linear(x, second.weight.flatten(1), second.bias)
+        return x.view(N, H, W, self.dim)
 
     def forward(
-        self, embeds: torch.Tensor, seg_states: torch.Tensor, video_index: torch.Tensor | None = None
+        self,
+        pixel_values: torch.Tensor,
+        seg_states: torch.Tensor,
+        grid: torch.Tensor | None = None,
+        video_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mask logits of the path.
 
         Args:
-            embeds: ``[V, T, e, S, S]`` pixel embeddings (`embed`) of every frame of V videos.
+            pixel_values: ``[V, T, c, S, S]`` `inputs` of V videos (normalised mask-engine frames, c = 3, when
+                the path reads no differences).
             seg_states: ``[B, D]`` the ``[SEG]`` state of each question.
+            grid: ``[V, T, h, w, d]`` the videos' (adapted) vision grid, when the path has a grid input.
             video_index: ``[B]`` the video of each question (default: question b, video b).
 
         Returns:
             ``[B, T, S, S]`` float32 logits.
         """
-        V, T, e, H, W = embeds.shape
+        V, T, c, H, W = pixel_values.shape
         B = seg_states.shape[0]
+        if c != self.pixels[0].in_channels:
+            raise ValueError(
+                f"this PixelMaskPath reads {self.pixels[0].in_channels} channels per pixel, got {c}; pass inputs()"
+            )
+        if self.grid is not None and grid is None:
+            raise ValueError("this PixelMaskPath reads the vision grid; pass grid [V, T, h, w, d]")
         if video_index is None:
             video_index = torch.arange(B)
-        video_index = video_index.to(embeds.device)
+        video_index = video_index.to(seg_states.device)
         queries = self.query(seg_states.to(self.query.weight.dtype))  # [B, e]
         rows, slots = slots_by_video(video_index, V)
-        packed = queries.new_zeros(V * slots, e).index_copy(0, rows, queries).view(V, slots, e)
-        logits = torch.einsum("vse,vtehw->vsthw", packed, embeds.to(queries.dtype))  # [V, slots, T, S, S]
-        return logits.reshape(V * slots, T, H, W)[rows].float()
+        packed = queries.new_zeros(V * slots, self.dim).index_copy(0, rows, queries).view(V, slots, self.dim)
+        pixels = self.pixel_embeddings(pixel_values.flatten(0, 1)).view(V, T * H * W, self.dim)
+        logits = torch.bmm(packed, pixels.transpose(1, 2)).view(V * slots, T, H, W)[rows]  # [B, T, S, S]
+        if self.grid is not None:
+            h, w = grid.shape[2:4]
+            cells = self.grid(grid.to(queries.dtype)).view(V, T * h * w, self.dim)
+            coarse = torch.bmm(packed, cells.transpose(1, 2)).view(V * slots, T, h, w)[rows]  # [B, T, h, w]
+            logits = logits + F.interpolate(coarse, size=(H, W), mode="bilinear", align_corners=False)
+        return logits.float()

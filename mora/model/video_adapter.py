@@ -28,6 +28,24 @@ def sinusoid(positions: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+def neighbour_differences(
+    x: torch.Tensor, frames: list[int] | torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differences of each frame to the previous and next frame of its clip, along dim 1 of ``x [V, T, ...]``.
+
+    Args:
+        x: ``[V, T, ...]`` clips.
+        frames: the T' frames to return (default: all T); their neighbours may lie outside the selection.
+
+    Returns:
+        ``x_t - x_{t-1}`` and ``x_{t+1} - x_t``, each ``[V, T', ...]``, zero where the clip has no such frame.
+    """
+    T = x.shape[1]
+    at = torch.arange(T) if frames is None else torch.as_tensor(frames, dtype=torch.long)
+    current = x[:, at]
+    return current - x[:, (at - 1).clamp(min=0)], x[:, (at + 1).clamp(max=T - 1)] - current
+
+
 def grid_positions(h: int, w: int, dim: int, device: torch.device) -> torch.Tensor:
     """``[h * w, dim]`` codes of the cells of an ``h x w`` grid: half for the row, half for the column."""
     rows = torch.arange(h, device=device).float() / max(1, h - 1)
@@ -70,16 +88,19 @@ class VideoAdapter(nn.Module):
         dim: a, the width the blocks run at.
         layers: number of `SpaceTimeBlock` s.
         heads: attention heads (must divide ``dim``).
+        differences: each cell's input also holds its differences to the previous and next frame
+            (``g_t - g_{t-1}``, ``g_{t+1} - g_t``; zero at the clip's ends): what arrived in and left the cell.
     """
 
-    def __init__(self, in_dim: int, dim: int, layers: int, heads: int) -> None:
+    def __init__(self, in_dim: int, dim: int, layers: int, heads: int, differences: bool = False) -> None:
         super().__init__()
         if layers < 1:
             raise ValueError(f"VideoAdapter needs at least one layer, got {layers}")
         if dim % heads or dim % 4:
             raise ValueError(f"video adapter width {dim} must be divisible by 4 and by its {heads} heads")
         self.dim = dim
-        self.inp = nn.Linear(in_dim, dim)
+        self.differences = differences
+        self.inp = nn.Linear(3 * in_dim if differences else in_dim, dim)
         self.blocks = nn.ModuleList(SpaceTimeBlock(dim, heads) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.out = nn.Linear(dim, in_dim)
@@ -94,7 +115,10 @@ class VideoAdapter(nn.Module):
         """``grid [B, T, h, w, d]`` -> the mixed grid ``[B, T, h, w, d]``."""
         B, T, h, w, d = grid.shape
         dtype = self.inp.weight.dtype
-        x = self.inp(grid.to(dtype)).reshape(B, T, h * w, self.dim)  # [B, T, n, a]
+        inputs = grid.to(dtype)
+        if self.differences:
+            inputs = torch.cat([inputs, *neighbour_differences(inputs)], dim=-1)  # [B, T, h, w, 3d]
+        x = self.inp(inputs).reshape(B, T, h * w, self.dim)  # [B, T, n, a]
         times = torch.arange(T, device=grid.device).float() / max(1, T - 1)
         x = x + grid_positions(h, w, self.dim, grid.device).to(dtype)  # cells
         x = x + sinusoid(times, self.dim).to(dtype)[None, :, None, :]  # frames

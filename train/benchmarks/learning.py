@@ -41,6 +41,8 @@ ABLATIONS = {
     "pixel_mask_path": ["model.config_overrides.pixel_mask_dim=0"],
     "mask_pooled_span": ["model.config_overrides.span_head=tokens"],
     "masks_outside_span": ["data.datasets.0.spec.mask_outside_span=false"],
+    "adapter_differences": ["model.config_overrides.video_adapter_differences=false"],
+    "span_loss_weight": ["model.config_overrides.temporal_loss_weight=1.0"],
 }
 
 
