@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mora.evaluation.cli import benchmark_main  # noqa: E402
-from mora.evaluation.rle_benchmarks import evaluate_revos  # noqa: E402
+from mora.evaluation.mevis import evaluate_revos  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(benchmark_main(evaluate_revos, __doc__, "valid"))

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from mora.evaluation.palette_benchmarks import evaluate_refytvos
+from mora.evaluation.mevis import evaluate_mevis, evaluate_revos
 from mora.evaluation.predictions import write_question
-from mora.evaluation.rle_benchmarks import evaluate_mevis, evaluate_revos
+from mora.evaluation.refytvos import evaluate_refytvos
 from mora.evaluation.runner import RunOptions
 from mora.metrics import jaccard_and_boundary_f
 

@@ -33,6 +33,30 @@ def list_frame_files(folder: str | os.PathLike) -> list[Path]:
     return sorted(files, key=lambda p: frame_sort_key(p.stem))
 
 
+def frame_file(folder: str | os.PathLike, stem: str) -> Path:
+    """The image file of frame ``stem`` in ``folder``: the first of ``IMAGE_SUFFIXES`` that exists
+    (``<stem>.jpg`` when none does, so that the error names the usual file)."""
+    folder = Path(folder)
+    for suffix in IMAGE_SUFFIXES:
+        path = folder / f"{stem}{suffix}"
+        if path.is_file():
+            return path
+    return folder / f"{stem}{IMAGE_SUFFIXES[0]}"
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) of an image file, read from its header.
+
+    Raises:
+        DatasetFormatError: the file is missing or not an image.
+    """
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (OSError, SyntaxError) as exc:
+        raise DatasetFormatError(path, f"unreadable image ({exc})") from exc
+
+
 def linspace_indices(num_total: int, num_frames: int) -> list[int]:
     """GroundMoRe's sampling: ``np.linspace(0, N - 1, T).astype(int)``."""
     if num_total <= 0:

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from mora.data.errors import DatasetFormatError
 from mora.evaluation.aggregate import format_table
 from mora.evaluation.predictions import PredictionError
 from mora.evaluation.runner import EvaluationError, RunOptions
@@ -18,7 +19,14 @@ from mora.evaluation.scoring import default_workers
 from mora.utils.io import UnsafePathError
 from mora.utils.logging import setup_cli_logging
 
-USER_ERRORS = (EvaluationError, PredictionError, UnsafePathError, FileNotFoundError, NotADirectoryError)
+USER_ERRORS = (
+    DatasetFormatError,
+    EvaluationError,
+    PredictionError,
+    UnsafePathError,
+    FileNotFoundError,
+    NotADirectoryError,
+)
 
 
 def add_common_args(parser: argparse.ArgumentParser, *, out_required: bool = True) -> None:

@@ -15,73 +15,28 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from mora.constants import GROUNDMORE_FPS, GROUNDMORE_NUM_EVAL_FRAMES, GROUNDMORE_Q_TYPES
+from mora.constants import GROUNDMORE_NUM_EVAL_FRAMES, GROUNDMORE_Q_TYPES
+from mora.data.readers.groundmore import find_video_dir, frame_number, parse_obj_ids, span_frames, video_files
+from mora.data.video import image_size, linspace_indices
 from mora.evaluation.inference import InferenceItem
 from mora.evaluation.labels import read_labels
 from mora.evaluation.runner import EvaluationError, RunOptions, ensure_file, evaluate_benchmark
 from mora.evaluation.scoring import ScoreJob
-from mora.utils.io import UnsafePathError, safe_join
+from mora.utils.io import UnsafePathError
 from mora.utils.logging import get_logger
 
 logger = get_logger("evaluation")
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-VIDEO_SUBDIRS = ("annotations", "groundmore_videos", "")
-_DIGITS = re.compile(r"\d+")
-_CLIP_TAIL = re.compile(r"_(\d{2})(\d{2})_(\d{2})(\d{2})$")
-
-
-def numeric_key(stem: str) -> tuple[int, str]:
-    """Sort key: the last run of digits as an integer (``frame_000123``, ``0000123``), then the name."""
-    runs = _DIGITS.findall(stem)
-    return (int(runs[-1]) if runs else -1, stem)
-
-
-def sorted_frames(folder: Path) -> list[Path]:
-    """Image files of ``folder`` in numeric frame order."""
-    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")]
-    return sorted(files, key=lambda p: numeric_key(p.stem))
-
 
 def sample_indices(num_frames: int, num_samples: int = GROUNDMORE_NUM_EVAL_FRAMES) -> list[int]:
     """The official ``np.linspace(0, N - 1, 20).astype(int)`` (repeats frames of clips shorter than 20)."""
-    return np.linspace(0, num_frames - 1, num_samples).astype(int).tolist()
-
-
-def seconds(mmss: str) -> int:
-    parts = [int(p) for p in str(mmss).strip().split(":")]
-    if not 2 <= len(parts) <= 3:
-        raise ValueError(f"time {mmss!r} is not MM:SS")
-    total = 0
-    for p in parts:
-        total = total * 60 + p
-    return total
-
-
-def action_span(
-    video_id: str, action_start: str, action_end: str, fps: int = GROUNDMORE_FPS
-) -> tuple[int, int]:
-    """Inclusive frame span of the action in the clip, as GroundMoRe's evaluator computes it."""
-    match = _CLIP_TAIL.search(video_id)
-    if not match:
-        raise ValueError(f"video id {video_id!r} does not end in _MMSS_MMSS")
-    clip_start = int(match.group(1)) * 60 + int(match.group(2))
-    return (seconds(action_start) - clip_start) * fps, (seconds(action_end) - clip_start) * fps - 1
-
-
-def object_ids(value: Any) -> list[int]:
-    """``"3"``, ``"1, 2"``, ``3`` or ``[1, 2]`` -> ``[3]`` / ``[1, 2]``."""
-    if isinstance(value, list):
-        return [int(v) for v in value]
-    return [int(p) for p in str(value).replace(",", " ").split()]
+    return linspace_indices(num_frames, num_samples)
 
 
 @dataclass
@@ -93,6 +48,7 @@ class PaletteGroundTruth:
     size: tuple[int, int]
 
     def load(self) -> np.ndarray:
+        """``[T, H, W]`` bool ground truth of the sampled frames."""
         out = np.zeros((len(self.mask_paths), *self.size), dtype=bool)
         for i, path in enumerate(self.mask_paths):
             if path is None:
@@ -113,17 +69,6 @@ class PaletteGroundTruth:
         return out
 
 
-def find_video_dir(root: Path, video_id: str) -> Path | None:
-    for sub in VIDEO_SUBDIRS:
-        try:
-            vdir = safe_join(root, Path(sub) / video_id)
-        except UnsafePathError as exc:
-            raise EvaluationError(str(exc)) from exc
-        if (vdir / "images").is_dir():
-            return vdir
-    return None
-
-
 def build_groundmore(
     root: str | os.PathLike, meta: str | os.PathLike
 ) -> tuple[list[ScoreJob], list[InferenceItem]]:
@@ -140,32 +85,31 @@ def build_groundmore(
     items: list[InferenceItem] = []
     skipped = 0
     for video_id, entry in videos.items():
-        vdir = find_video_dir(root, video_id)
+        try:
+            vdir = find_video_dir(root, video_id)
+        except UnsafePathError as exc:
+            raise EvaluationError(str(exc)) from exc
         if vdir is None:
             skipped += len(entry.get("questions", {}))
             logger.warning(
                 "%s: no frames folder for video %s; its questions are skipped", meta_path, video_id
             )
             continue
-        frames = sorted_frames(vdir / "images")
+        frames, masks_by_number = video_files(vdir)
         if not frames:
             raise EvaluationError(f"{vdir / 'images'} holds no frames")
         idx = sample_indices(len(frames))
         stems = [frames[i].stem for i in idx]
-        masks_by_key = {}
-        if (vdir / "masks").is_dir():
-            masks_by_key = {numeric_key(p.stem)[0]: p for p in (vdir / "masks").glob("*.png")}
-        with Image.open(frames[0]) as img:
-            size = (img.height, img.width)
+        size = image_size(frames[0])
         for qid, q in entry["questions"].items():
             try:
-                span = action_span(video_id, q["action_start"], q["action_end"])
-                ids = object_ids(q["obj_id"])
+                span = span_frames(q["action_start"], q["action_end"], video_id)
+                ids = parse_obj_ids(q["obj_id"])
             except (KeyError, ValueError) as exc:
                 raise EvaluationError(f"{meta_path}: video {video_id} question {qid}: {exc}") from exc
             paths = []
             for i, stem in zip(idx, stems):
-                path = masks_by_key.get(numeric_key(stem)[0]) if span[0] <= i <= span[1] else None
+                path = masks_by_number.get(frame_number(stem)) if span[0] <= i <= span[1] else None
                 paths.append(None if path is None else str(path))
             jobs.append(
                 ScoreJob(

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 from tqdm import tqdm
 
+from mora.data.video import read_frame_files
 from mora.evaluation.predictions import is_complete, write_question
 from mora.utils.logging import get_logger
 
@@ -42,15 +42,6 @@ class InferenceItem:
     frame_indices: list[int]
 
 
-def read_frames(paths: Sequence[Path]) -> np.ndarray:
-    """Image files -> ``uint8 [T, H, W, 3]``."""
-    frames = []
-    for p in paths:
-        with Image.open(p) as img:
-            frames.append(np.asarray(img.convert("RGB")))
-    return np.stack(frames)
-
-
 def chunk(items: Sequence[Any], num_chunks: int, chunk_idx: int) -> list[Any]:
     """Contiguous part ``chunk_idx`` of ``num_chunks`` (sizes differ by at most one)."""
     if num_chunks < 1 or not 0 <= chunk_idx < num_chunks:
@@ -71,7 +62,7 @@ def predict_item(
     ``predict_kwargs`` go to ``model.predict`` (e.g. ``gate=False`` for ungated masks). With ``ungated_dir``,
     the masks before span gating of the same pass (``predict(..., with_ungated=True)``) are written there.
     """
-    frames = read_frames(item.frame_paths)
+    frames = read_frame_files(item.frame_paths)
     kwargs = dict(predict_kwargs or {})
     if ungated_dir is not None:
         kwargs["with_ungated"] = True

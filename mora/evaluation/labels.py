@@ -12,7 +12,8 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+
+from mora.data.masks import read_label_png
 
 # decoded labels kept per process: a video's 20 GroundMoRe frames at 1080p fit several times over
 CACHE_BYTES = 96 << 20
@@ -22,10 +23,12 @@ _cached_bytes = 0
 
 
 def read_labels(path: str | os.PathLike) -> np.ndarray:
-    """Decoded label image ``[H, W]`` (read-only; palette PNGs give their indices, not colours).
+    """Decoded label image ``[H, W]`` (read-only; palette PNGs give their indices, not colours),
+    decoded by the training reader's `read_label_png`.
 
     Raises:
-        OSError: the file is missing or not an image.
+        OSError: the file is missing.
+        DatasetFormatError: the file is not a palette or grayscale image.
     """
     global _cached_bytes
     path = str(Path(path))
@@ -35,8 +38,7 @@ def read_labels(path: str | os.PathLike) -> np.ndarray:
     if labels is not None:
         _cache.move_to_end(key)
         return labels
-    with Image.open(path) as img:
-        labels = np.asarray(img)
+    labels = read_label_png(Path(path))
     labels.flags.writeable = False
     _cache[key] = labels
     _cached_bytes += labels.nbytes

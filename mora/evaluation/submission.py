@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mora.evaluation.inference import InferenceItem
 from mora.evaluation.predictions import question_dir
-from mora.evaluation.runner import EvaluationError
+from mora.evaluation.runner import EvaluationError, RunOptions, predict_all
 from mora.utils.io import atomic_path
 from mora.utils.logging import get_logger
 
@@ -38,3 +38,17 @@ def write_submission(
                 zf.write(png, f"{prefix}{item.video_id}/{item.question_id}/{stem}.png")
     logger.info("wrote submission archive %s (%d expressions)", archive, len(items))
     return archive
+
+
+def package_submission(
+    items: Sequence[InferenceItem], opts: RunOptions, name: str, prefix: str
+) -> tuple[None, str]:
+    """Predict ``items`` when ``opts`` has a model, then pack ``opts.predictions`` into ``opts.out / name``
+    for a split without public ground truth; returns (no scores, a message for the user)."""
+    if opts.model is not None and not predict_all(items, opts):
+        return (
+            None,
+            f"inference chunk {opts.chunk_idx}/{opts.num_chunks} done; package when all chunks finish",
+        )
+    archive = write_submission(items, opts.predictions, Path(opts.out) / name, prefix=prefix)
+    return None, f"no ground truth for this split; submission archive written to {archive}"

@@ -1,4 +1,4 @@
-"""Helpers shared by the dataset readers: JSON loading and problem reporting."""
+"""Helpers shared by the dataset readers: JSON loading, problem reporting, expression samples."""
 
 from __future__ import annotations
 
@@ -8,6 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from mora.data.errors import DatasetFormatError
+from mora.data.masks import MaskTrack
+from mora.data.schema import VideoSample
+from mora.data.video import frame_file, image_size
 
 Issues = list[str]
 
@@ -52,3 +55,46 @@ def video_frames_and_expressions(
         report(issues, frame_dir, "frame folder does not exist")
         return None
     return frames, expressions
+
+
+def first_frame_size(frame_dir: Path, frames: list[str]) -> tuple[int, int] | None:
+    """(H, W) of the first frame of a frame folder, or None when it cannot be read."""
+    try:
+        return image_size(frame_file(frame_dir, frames[0]))
+    except DatasetFormatError:
+        return None
+
+
+def expression_sample(
+    *,
+    source: str,
+    vid: str,
+    exp_id: str,
+    frame_dir: Path,
+    frames: list[str],
+    size: tuple[int, int] | None,
+    text: str,
+    obj_ids: list[int],
+    masks: MaskTrack,
+    q_type: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> VideoSample:
+    """The `VideoSample` of one referring expression (Ref-YouTube-VOS / MeViS / ReVOS): no span, no answer."""
+    return VideoSample(
+        id=f"{vid}/{exp_id}",
+        source=source,
+        video_id=vid,
+        video=frame_dir,
+        frames=frames,
+        fps=None,
+        height=size[0] if size else None,
+        width=size[1] if size else None,
+        question=text,
+        answer=None,
+        q_type=q_type,
+        obj_ids=obj_ids,
+        span=None,
+        masks=masks,
+        frame_ext=frame_file(frame_dir, frames[0]).suffix,
+        extra={"exp_id": str(exp_id), "expression": True, **(extra or {})},
+    )

@@ -28,7 +28,7 @@ logger = get_logger("data")
 
 _CLIP_TAIL = re.compile(r"_(\d{2})(\d{2})_(\d{2})(\d{2})$")
 _MMSS = re.compile(r"^\s*(?:(\d+):)?(\d{1,2}):(\d{2})\s*$")
-META_NAMES = ("train.json", "val.json", "test.json", "trainval.json", "test_v2.json", "trainval_v2.json")
+VIDEO_SUBDIRS = ("annotations", "groundmore_videos", "")  # where evaluators look for a video folder
 
 
 def parse_mmss(text: str) -> int:
@@ -85,13 +85,36 @@ def find_meta_files(root: str | os.PathLike) -> list[Path]:
     return sorted(p for p in Path(root).glob("*.json") if p.is_file() and not p.name.startswith("."))
 
 
-def _video_frames(vdir: Path) -> tuple[list[Path], dict[int, Path]]:
+def video_files(vdir: Path) -> tuple[list[Path], dict[int, Path]]:
+    """Frame files of ``<vdir>/images`` in frame order, and mask files of ``<vdir>/masks`` by frame number.
+
+    A mask belongs to the frame whose stem ends in the same number (`frame_sort_key`). Training and the
+    evaluator both read a video through this function, so they agree on frame order and mask matching.
+    """
     images = list_frame_files(vdir / "images")
     masks: dict[int, Path] = {}
     if (vdir / "masks").is_dir():
         for path in list_frame_files(vdir / "masks"):
-            masks[frame_sort_key(path.stem)[1]] = path
+            masks[frame_number(path.stem)] = path
     return images, masks
+
+
+def frame_number(stem: str) -> int:
+    """The frame number a mask file is matched by (last run of digits of the stem)."""
+    return frame_sort_key(stem)[1]
+
+
+def find_video_dir(root: Path, video_id: str) -> Path | None:
+    """``<root>/<sub>/<video_id>`` holding an ``images`` folder, for ``sub`` in ``VIDEO_SUBDIRS``, or None.
+
+    Raises:
+        UnsafePathError: ``video_id`` escapes ``root``.
+    """
+    for sub in VIDEO_SUBDIRS:
+        vdir = safe_join(root, Path(sub) / video_id)
+        if (vdir / "images").is_dir():
+            return vdir
+    return None
 
 
 def read_groundmore(
@@ -127,7 +150,7 @@ def read_groundmore(
             report(issues, meta_path, f"video {video_id!r}: {exc}")
             continue
         try:
-            images, masks = _video_frames(vdir)
+            images, masks = video_files(vdir)
         except DatasetFormatError as exc:
             report(issues, exc.path, exc.problem)
             continue
@@ -135,8 +158,8 @@ def read_groundmore(
             report(issues, vdir / "images", "no frames")
             continue
         stems = [p.stem for p in images]
-        files = [masks.get(frame_sort_key(s)[1]) for s in stems]
-        extra_masks = set(masks) - {frame_sort_key(s)[1] for s in stems}
+        files = [masks.get(frame_number(s)) for s in stems]
+        extra_masks = set(masks) - {frame_number(s) for s in stems}
         if extra_masks:
             report(issues, vdir / "masks", f"{len(extra_masks)} mask PNGs have no matching frame")
         try:

@@ -17,8 +17,14 @@ from typing import Any
 
 from mora.data.errors import DatasetFormatError
 from mora.data.masks import EmptyMaskTrack, MaskTrack, RLEMaskTrack
-from mora.data.readers.common import Issues, load_json, report, video_frames_and_expressions
-from mora.data.readers.refytvos import first_image_size
+from mora.data.readers.common import (
+    Issues,
+    expression_sample,
+    first_frame_size,
+    load_json,
+    report,
+    video_frames_and_expressions,
+)
 from mora.data.schema import VideoSample
 from mora.utils.io import UnsafePathError, safe_join
 from mora.utils.logging import get_logger
@@ -72,7 +78,7 @@ def _read(
         if "height" in entry and "width" in entry:
             size = (int(entry["height"]), int(entry["width"]))
         else:
-            size = first_image_size(vdir, frames[0])
+            size = first_frame_size(vdir, frames)
         for exp_id, exp in expressions.items():
             where = f"{meta_path} video {vid!r} expression {exp_id!r}"
             try:
@@ -88,25 +94,21 @@ def _read(
             if track is None:
                 continue
             type_id = exp.get("type_id")
-            extra = {"exp_id": str(exp_id), "expression": True, "anno_ids": anno_ids}
+            extra: dict[str, Any] = {"anno_ids": anno_ids}
             if type_id is not None:
                 extra["type_id"] = int(type_id)
             samples.append(
-                VideoSample(
-                    id=f"{vid}/{exp_id}",
+                expression_sample(
                     source=source,
-                    video_id=vid,
-                    video=vdir,
+                    vid=vid,
+                    exp_id=exp_id,
+                    frame_dir=vdir,
                     frames=frames,
-                    fps=None,
-                    height=size[0] if size else None,
-                    width=size[1] if size else None,
-                    question=text,
-                    answer=None,
-                    q_type=REVOS_TYPES.get(type_id) if type_id is not None else None,
+                    size=size,
+                    text=text,
                     obj_ids=obj_ids,
-                    span=None,
                     masks=track,
+                    q_type=REVOS_TYPES.get(type_id) if type_id is not None else None,
                     extra=extra,
                 )
             )

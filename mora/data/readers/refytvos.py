@@ -11,11 +11,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from PIL import Image
-
 from mora.data.errors import DatasetFormatError
 from mora.data.masks import PaletteMaskTrack
-from mora.data.readers.common import Issues, load_json, report, video_frames_and_expressions
+from mora.data.readers.common import (
+    Issues,
+    expression_sample,
+    first_frame_size,
+    load_json,
+    report,
+    video_frames_and_expressions,
+)
 from mora.data.schema import VideoSample
 from mora.utils.io import UnsafePathError, safe_join
 from mora.utils.logging import get_logger
@@ -34,14 +39,6 @@ def refytvos_meta_path(root: Path, split: str) -> Path:
         root,
         f"no meta_expressions.json for split {split!r} (looked in meta_expressions/{split}/ and {split}/)",
     )
-
-
-def first_image_size(folder: Path, stem: str, ext: str = ".jpg") -> tuple[int, int] | None:
-    try:
-        with Image.open(folder / f"{stem}{ext}") as image:
-            return image.height, image.width
-    except OSError:
-        return None
 
 
 def _object_frames(split_dir: Path) -> dict[str, dict[str, list[str]]]:
@@ -81,7 +78,7 @@ def read_refytvos(
         frames, expressions = checked
         pngs = {p.stem: p for p in adir.glob("*.png")} if adir.is_dir() else {}
         files = [pngs.get(f) for f in frames]
-        size = first_image_size(vdir, frames[0])
+        size = first_frame_size(vdir, frames)
         for exp_id, exp in expressions.items():
             try:
                 obj_id = int(exp["obj_id"])
@@ -91,26 +88,21 @@ def read_refytvos(
                     issues, meta_path, f"video {vid!r} expression {exp_id!r}: bad or missing field ({exc})"
                 )
                 continue
-            extra = {"exp_id": str(exp_id), "expression": True}
+            extra = {}
             appears = object_frames.get(vid, {}).get(str(obj_id))
             if appears is not None:
                 position = {f: i for i, f in enumerate(frames)}
                 extra["present_frames"] = sorted(position[f] for f in appears if f in position)
             samples.append(
-                VideoSample(
-                    id=f"{vid}/{exp_id}",
+                expression_sample(
                     source="refytvos",
-                    video_id=vid,
-                    video=vdir,
+                    vid=vid,
+                    exp_id=exp_id,
+                    frame_dir=vdir,
                     frames=frames,
-                    fps=None,
-                    height=size[0] if size else None,
-                    width=size[1] if size else None,
-                    question=text,
-                    answer=None,
-                    q_type=None,
+                    size=size,
+                    text=text,
                     obj_ids=[obj_id],
-                    span=None,
                     masks=PaletteMaskTrack(files, [obj_id], size=size),
                     extra=extra,
                 )

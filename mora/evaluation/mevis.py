@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from mora.data.video import frame_file, image_size
 from mora.evaluation.aggregate import mean_of_categories
 from mora.evaluation.inference import InferenceItem
 from mora.evaluation.runner import EvaluationError, RunOptions, ensure_file, evaluate_benchmark
 from mora.evaluation.scoring import ScoreJob
-from mora.evaluation.submission import write_submission
+from mora.evaluation.submission import package_submission
 from mora.utils.io import safe_join
 
 REVOS_CATEGORIES = {0: "referring", 1: "reasoning", 2: "no_target"}
@@ -64,25 +65,7 @@ def _load_json(path: Path) -> Any:
         raise EvaluationError(f"{path}: invalid JSON ({exc})") from exc
 
 
-def _image_size(frames_dir: Path, stem: str) -> tuple[int, int]:
-    from PIL import Image
-
-    for ext in (".jpg", ".png", ".jpeg"):
-        path = frames_dir / f"{stem}{ext}"
-        if path.is_file():
-            with Image.open(path) as img:
-                return img.height, img.width
-    raise EvaluationError(f"frame {frames_dir / stem}.jpg does not exist")
-
-
-def _frame_path(frames_dir: Path, stem: str) -> Path:
-    for ext in (".jpg", ".png", ".jpeg"):
-        if (frames_dir / f"{stem}{ext}").is_file():
-            return frames_dir / f"{stem}{ext}"
-    return frames_dir / f"{stem}.jpg"
-
-
-def build_rle_benchmark(
+def build_mevis_jobs(
     meta_path: Path, frames_root: Path, mask_dict_path: Path | None, category_of=None
 ) -> tuple[list[ScoreJob], list[InferenceItem]]:
     """Jobs (empty when there is no ``mask_dict``) and inference items of a meta_expressions file."""
@@ -92,17 +75,18 @@ def build_rle_benchmark(
     for vid, entry in videos.items():
         frames_dir = safe_join(frames_root, vid)
         stems = [str(s) for s in entry["frames"]]
+        frame_paths = [frame_file(frames_dir, s) for s in stems]
         if "height" in entry and "width" in entry:
             size = (int(entry["height"]), int(entry["width"]))
         else:
-            size = _image_size(frames_dir, stems[0])
+            size = image_size(frame_paths[0])
         for eid, exp in entry["expressions"].items():
             items.append(
                 InferenceItem(
                     vid,
                     str(eid),
                     str(exp["exp"]),
-                    [_frame_path(frames_dir, s) for s in stems],
+                    frame_paths,
                     stems,
                     list(range(len(stems))),
                 )
@@ -123,7 +107,7 @@ def build_rle_benchmark(
                     category,
                     stems,
                     gt,
-                    frame_paths=[str(_frame_path(frames_dir, s)) for s in stems],
+                    frame_paths=[str(p) for p in frame_paths],
                 )
             )
     return jobs, items
@@ -134,25 +118,13 @@ def evaluate_mevis(data_root: Path, split: str, opts: RunOptions) -> tuple[dict 
     split_dir = Path(data_root) / split
     mask_dict = split_dir / "mask_dict.json"
     has_gt = mask_dict.is_file()
-    jobs, items = build_rle_benchmark(
+    jobs, items = build_mevis_jobs(
         split_dir / "meta_expressions.json", split_dir / "JPEGImages", mask_dict if has_gt else None
     )
     if has_gt:
         scores, _ = evaluate_benchmark(jobs, items, opts, title=f"MeViS {split}")
         return scores, f"MeViS {split}"
-    return _submission_only(items, opts, f"mevis_{split}.zip", prefix="")
-
-
-def _submission_only(items, opts: RunOptions, name: str, prefix: str) -> tuple[None, str]:
-    from mora.evaluation.runner import predict_all
-
-    if opts.model is not None and not predict_all(items, opts):
-        return (
-            None,
-            f"inference chunk {opts.chunk_idx}/{opts.num_chunks} done; package when all chunks finish",
-        )
-    archive = write_submission(items, opts.predictions, Path(opts.out) / name, prefix=prefix)
-    return None, f"no ground truth for this split; submission archive written to {archive}"
+    return package_submission(items, opts, f"mevis_{split}.zip", prefix="")
 
 
 def revos_paths(data_root: Path, split: str) -> tuple[Path, Path, Path]:
@@ -172,7 +144,7 @@ def revos_overall(records: list[dict], per_category: dict) -> dict:
 
 def evaluate_revos(data_root: Path, split: str, opts: RunOptions) -> tuple[dict | None, str]:
     meta, frames_root, mask_dict = revos_paths(data_root, split)
-    jobs, items = build_rle_benchmark(
+    jobs, items = build_mevis_jobs(
         meta, frames_root, mask_dict, category_of=lambda exp: REVOS_CATEGORIES.get(int(exp.get("type_id", 0)))
     )
     scores, _ = evaluate_benchmark(

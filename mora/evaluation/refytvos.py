@@ -20,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from mora.data.video import frame_file, image_size
 from mora.evaluation.inference import InferenceItem
 from mora.evaluation.labels import read_labels
-from mora.evaluation.rle_benchmarks import _frame_path, _image_size, _submission_only
 from mora.evaluation.runner import EvaluationError, RunOptions, ensure_file, evaluate_benchmark
 from mora.evaluation.scoring import ScoreJob
+from mora.evaluation.submission import package_submission
 from mora.utils.io import safe_join
 
 
@@ -56,7 +57,7 @@ def _meta(data_root: Path, split: str) -> dict:
         raise EvaluationError(f"{path}: not a meta_expressions file ({exc})") from exc
 
 
-def build_palette_benchmark(
+def build_refytvos_jobs(
     data_root: Path, split: str, videos: dict, category_of=None
 ) -> tuple[list[ScoreJob], list[InferenceItem]]:
     split_dir = Path(data_root) / split
@@ -65,12 +66,12 @@ def build_palette_benchmark(
     for vid, entry in videos.items():
         frames_dir = safe_join(split_dir / "JPEGImages", vid)
         stems = [str(s) for s in entry["frames"]]
-        paths = [_frame_path(frames_dir, s) for s in stems]
+        paths = [frame_file(frames_dir, s) for s in stems]
         for eid, exp in entry["expressions"].items():
             items.append(InferenceItem(vid, str(eid), str(exp["exp"]), paths, stems, list(range(len(stems)))))
             if not ann_root.is_dir():
                 continue
-            size = _image_size(frames_dir, stems[0])
+            size = image_size(paths[0])
             ann = [str(safe_join(ann_root, f"{vid}/{s}.png")) for s in stems]
             gt = ObjectGroundTruth(ann, int(exp["obj_id"]), size)
             category = category_of(exp) if category_of else None
@@ -83,16 +84,16 @@ def evaluate_refytvos(data_root: Path, split: str, opts: RunOptions) -> tuple[di
     if split == "valid" and (Path(data_root) / "meta_expressions" / "test").is_dir():
         test_ids = set(_meta(data_root, "test"))
         videos = {v: e for v, e in videos.items() if v not in test_ids}
-    jobs, items = build_palette_benchmark(data_root, split, videos)
+    jobs, items = build_refytvos_jobs(data_root, split, videos)
     if not (Path(data_root) / split / "Annotations").is_dir():
-        return _submission_only(items, opts, f"refytvos_{split}.zip", prefix="Annotations/")
+        return package_submission(items, opts, f"refytvos_{split}.zip", prefix="Annotations/")
     scores, _ = evaluate_benchmark(jobs, items, opts, title=f"Ref-YouTube-VOS {split}")
     return scores, f"Ref-YouTube-VOS {split}"
 
 
 def evaluate_davis17(data_root: Path, split: str, opts: RunOptions) -> tuple[dict | None, str]:
     videos = _meta(data_root, split)
-    jobs, items = build_palette_benchmark(
+    jobs, items = build_refytvos_jobs(
         data_root, split, videos, category_of=lambda exp: f"anno_{exp.get('anno_id', 0)}"
     )
     if not jobs and opts.model is None:
