@@ -239,6 +239,16 @@ class MoRAConfig(PretrainedConfig):
         """``"sam2"`` or ``"sam"``."""
         return "sam" if self.mask_engine_config.model_type == "sam" else "sam2"
 
+    def set_token_ids(self, *, seg: int, loc: int, video: int, motion: int, pad: int, eos: int) -> None:
+        """Store a tokenizer's special-token ids here and in the backbone config (its video token)."""
+        self.seg_token_id, self.loc_token_id = seg, loc
+        self.video_token_id, self.motion_token_id = video, motion
+        self.pad_token_id, self.eos_token_id = pad, eos
+        if self.vlm_config.model_type == "llava":
+            self.vlm_config.image_token_index = video
+        else:
+            self.vlm_config.video_token_id = video
+
     def require_token_ids(self) -> None:
         """Raise when the special-token ids have not been set from a tokenizer."""
         missing = [

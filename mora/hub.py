@@ -6,7 +6,10 @@ import os
 from pathlib import Path
 
 import torch
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
+from mora.model.modeling_mora import MoRAForVideoGrounding
 from mora.utils.logging import get_logger
 
 logger = get_logger("hub")
@@ -28,8 +31,6 @@ def resolve_checkpoint(path_or_hub_id: str | os.PathLike, *, revision: str | Non
         raise CheckpointNotFoundError(
             f"model {text!r} is neither a checkpoint folder nor a Hub id (owner/name)"
         )
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     try:
         local = snapshot_download(repo_id=text, revision=revision)
@@ -52,8 +53,6 @@ def load_model(
     Raises:
         CheckpointNotFoundError: the folder or Hub id does not exist or lacks a MoRA checkpoint.
     """
-    from mora.model.modeling_mora import MoRAForVideoGrounding
-
     folder = resolve_checkpoint(path_or_hub_id, revision=revision)
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype)

@@ -12,7 +12,7 @@ get theirs from the processor (`MoRAProcessor.apply_token_ids`).
 
 from __future__ import annotations
 
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, Qwen2_5_VLConfig
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, PreTrainedTokenizerBase, Qwen2_5_VLConfig
 
 from mora.configuration_mora import MoRAConfig
 from mora.model.mask_engines.configs import (
@@ -21,6 +21,8 @@ from mora.model.mask_engines.configs import (
     tiny_sam2_config,
     tiny_sam_config,
 )
+from mora.processing.chat import PromptTemplate
+from mora.processing.tokenizer import add_mora_tokens, build_tiny_tokenizer
 
 # preset name -> component -> Hugging Face Hub id of the published weights
 WEIGHT_SOURCES = {
@@ -102,8 +104,6 @@ def tiny(
     ``mask_image_size``: side of the mask engine's frames (default: the backbone's 64 px); SAM2's image
     embedding is a ``mask_image_size / 16`` grid.
     """
-    from mora.processing.tokenizer import build_tiny_tokenizer
-
     tokenizer = build_tiny_tokenizer()
     vocab = len(tokenizer)
     text = dict(
@@ -153,16 +153,15 @@ def tiny(
     return config
 
 
-def _apply_tiny_token_ids(config: MoRAConfig, tokenizer) -> None:
-    from mora.processing.processing_mora import MoRAProcessor
-
-    MoRAProcessor.from_config(config, tokenizer).apply_token_ids(config)
+def _apply_tiny_token_ids(config: MoRAConfig, tokenizer: PreTrainedTokenizerBase) -> None:
+    """The tiny tokenizer's special-token ids into ``config`` (the ids `MoRAProcessor` would copy)."""
+    ids = add_mora_tokens(tokenizer)
+    eos = PromptTemplate(config.chat_template, tokenizer).eos_id
+    config.set_token_ids(seg=ids.seg, loc=ids.loc, video=ids.video, motion=ids.motion, pad=ids.pad, eos=eos)
 
 
 def small(mask_engine: str = "sam2") -> MoRAConfig:
     """A mid-size random LLaVA-family model for benchmarks (LM hidden 512, 8 layers; CLIP 112 px)."""
-    from mora.processing.tokenizer import build_tiny_tokenizer
-
     tokenizer = build_tiny_tokenizer()
     vision = dict(
         hidden_size=256,

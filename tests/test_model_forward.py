@@ -202,7 +202,7 @@ def test_motion_pairs_follow_the_stride_of_longer_clips():
 
 
 def test_frame_grid_video_tokens_keep_every_frame_layout():
-    from mora.model.visual_layout import VisualLayout
+    from mora.processing.visual_layout import VisualLayout
 
     model = tiny_model("llava", "sam2", video_pooling="frame_grid", video_pool_grid=2)
     layout = VisualLayout.from_config(model.config)

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
+from mora.data.readers import groundmore, jsonl, mevis, refytvos
 from mora.data.sampling import SamplingConfig, make_example, make_video_group
 from mora.data.schema import TrainingExample, VideoSample
 from mora.utils.logging import get_logger
@@ -64,8 +65,6 @@ class DatasetSpec:
 
 def load_samples(spec: DatasetSpec) -> list[VideoSample]:
     """Read the samples a spec names, filtered by its options."""
-    from mora.data.readers import groundmore, jsonl, mevis, refytvos
-
     issues: list[str] | None = None if spec.strict else []
     if spec.format == "groundmore":
         samples = groundmore.read_groundmore(spec.root, spec.meta or "train.json", issues=issues)

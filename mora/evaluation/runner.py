@@ -8,9 +8,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import mora
 from mora.evaluation.aggregate import aggregate, format_table, write_outputs
 from mora.evaluation.inference import InferenceItem, all_complete, run_inference
 from mora.evaluation.scoring import ScoreJob, score_jobs
+from mora.evaluation.visualize import visualize_worst
 from mora.utils.logging import get_logger
 
 logger = get_logger("evaluation")
@@ -49,7 +51,6 @@ class RunOptions:
 def load_model_if_needed(model: Any) -> Any:
     if model is None or hasattr(model, "predict"):
         return model
-    import mora
 
     logger.info("loading model %s", model)
     return mora.load_model(str(model))
@@ -105,8 +106,6 @@ def score_and_report(
     table = format_table(scores, title)
     write_outputs(opts.out, records, scores, table)
     if opts.visualize > 0:
-        from mora.evaluation.visualize import visualize_worst
-
         visualize_worst(jobs, records, pred_dir, Path(opts.out) / "visualizations", opts.visualize)
     return scores, table
 

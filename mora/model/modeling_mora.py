@@ -35,14 +35,17 @@ from mora.model.heads import (
     TemporalHead,
     temporal_frame_tokens,
 )
+from mora.model.inference import predict
 from mora.model.mask_engines import build_mask_engine
 from mora.model.mask_engines.base import FrameFeatures
 from mora.model.motion_prompt import MotionDensePrompt
 from mora.model.outputs import MoRAOutput
 from mora.model.pixel_mask_path import PixelMaskPath
+from mora.model.trainable import LoraSettings, inject_lora
 from mora.model.video_adapter import VideoAdapter
 from mora.model.video_dense_prompt import VideoDensePrompt
-from mora.model.visual_layout import sample_frame_indices
+from mora.processing.processing_mora import MoRAProcessor
+from mora.processing.visual_layout import sample_frame_indices
 from mora.utils.logging import get_logger
 
 logger = get_logger("model")
@@ -139,8 +142,6 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         )
         self.processor = None  # attached by from_pretrained when a processor is saved beside the weights
         if config.lora:
-            from mora.model.trainable import LoraSettings, inject_lora
-
             inject_lora(self, LoraSettings(**config.lora))
         self.post_init()
 
@@ -617,8 +618,6 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         with_ungated: bool = False,
     ):
         """Grounded answer for one video; see `mora.model.inference.predict`."""
-        from mora.model.inference import predict
-
         return predict(
             self, frames, question, gate=gate, mode=mode, propagation=propagation, with_ungated=with_ungated
         )
@@ -649,7 +648,6 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
                 # switched on for a checkpoint saved without it: fresh init (zero output), not empty memory
                 with torch.no_grad():
                     module.reset_parameters()
-        from mora.processing.processing_mora import MoRAProcessor
 
         if MoRAProcessor.is_saved_in(pretrained_model_name_or_path):
             model.processor = MoRAProcessor.from_pretrained(pretrained_model_name_or_path)

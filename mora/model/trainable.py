@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import torch
+from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.lora import LoraLayer
 from torch import nn
 
 from mora.utils.logging import get_logger
@@ -69,8 +71,6 @@ class TrainableSettings:
 
 def inject_lora(model: nn.Module, settings: LoraSettings) -> None:
     """Add LoRA layers to the language model of ``model`` (a `MoRAForVideoGrounding`) and record them."""
-    from peft import LoraConfig, inject_adapter_in_model
-
     lora_config = LoraConfig(
         r=settings.r,
         lora_alpha=settings.alpha,
@@ -214,8 +214,6 @@ def _count(modules: list[nn.Module], seen: set[int]) -> int:
 
 def merge_lora(model: nn.Module) -> nn.Module:
     """Fold LoRA into the base weights (for export); the model keeps plain Linear layers afterwards."""
-    from peft.tuners.lora import LoraLayer
-
     lm = model.adapter.language_model
     replacements = [(name, module) for name, module in lm.named_modules() if isinstance(module, LoraLayer)]
     for name, module in replacements:

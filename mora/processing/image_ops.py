@@ -25,9 +25,49 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from transformers import PretrainedConfig
+from transformers.utils.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 RESIZE_MODES = ("longest_pad", "squash")
 _FRAME_CHUNK = 8  # frames resized at a time, to bound the uint8 intermediate on long clips
+
+
+@dataclass(frozen=True)
+class FrameSettings:
+    """How frames are fitted onto one model part's S x S input and normalised (0..1 RGB units)."""
+
+    image_size: int  # S
+    resize_mode: str  # one of RESIZE_MODES
+    image_mean: tuple[float, float, float]
+    image_std: tuple[float, float, float]
+
+
+def mask_engine_frame_settings(engine_config: PretrainedConfig) -> FrameSettings:
+    """The frame settings of the mask engine a ``Sam2VideoConfig`` / ``Sam2Config`` / ``SamConfig`` builds,
+    read from the config alone (the engines in ``mora.model.mask_engines`` use the same values).
+
+    SAM2 squashes frames to S x S (S = the prompt encoder's image size); SAM resizes the longest side to
+    S = the vision encoder's image size and pads. Both normalise with the ImageNet mean and std.
+    """
+    if engine_config.model_type == "sam":
+        size, mode = engine_config.vision_config.image_size, "longest_pad"
+    elif engine_config.model_type in ("sam2", "sam2_video"):
+        size, mode = engine_config.prompt_encoder_config.image_size, "squash"
+    else:
+        raise ValueError(
+            f"no mask engine for model_type {engine_config.model_type!r} (sam2_video, sam2, sam)"
+        )
+    if not isinstance(size, int):
+        height, width = size
+        if height != width:
+            raise ValueError(f"mask engines need a square input, got image_size {list(size)}")
+        size = height
+    return FrameSettings(
+        image_size=int(size),
+        resize_mode=mode,
+        image_mean=tuple(float(v) for v in IMAGENET_DEFAULT_MEAN),
+        image_std=tuple(float(v) for v in IMAGENET_DEFAULT_STD),
+    )
 
 
 @dataclass(frozen=True)

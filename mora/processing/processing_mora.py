@@ -18,11 +18,17 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer, BatchFeature, PreTrainedTokenizerBase
 
+from mora.configuration_mora import MoRAConfig
 from mora.constants import IGNORE_INDEX, LOC_TOKEN, SEG_TOKEN, SPATIOTEMPORAL_INSTRUCTION
-from mora.model.visual_layout import VisualLayout
 from mora.processing.chat import PromptTemplate
-from mora.processing.image_ops import ResizeGeometry, frames_to_tensor, masks_to_canvas
+from mora.processing.image_ops import (
+    ResizeGeometry,
+    frames_to_tensor,
+    mask_engine_frame_settings,
+    masks_to_canvas,
+)
 from mora.processing.tokenizer import MoRATokenIds, add_mora_tokens
+from mora.processing.visual_layout import VisualLayout
 from mora.utils.io import write_json_atomic
 
 PROCESSOR_CONFIG_NAME = "mora_processor_config.json"
@@ -69,12 +75,9 @@ class MoRAProcessor:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_config(cls, config, tokenizer: PreTrainedTokenizerBase) -> MoRAProcessor:
-        """A processor matching a `MoRAConfig` (mask-engine constants read from a meta-device engine)."""
-        from mora.model.mask_engines import build_mask_engine
-
-        with torch.device("meta"):
-            engine = build_mask_engine(config.mask_engine_config)
+    def from_config(cls, config: MoRAConfig, tokenizer: PreTrainedTokenizerBase) -> MoRAProcessor:
+        """A processor matching a `MoRAConfig` (mask-engine frame settings derived from its engine config)."""
+        mask_frames = mask_engine_frame_settings(config.mask_engine_config)
         return cls(
             tokenizer,
             layout=VisualLayout.from_config(config),
@@ -83,23 +86,23 @@ class MoRAProcessor:
             backbone_resize_mode=config.backbone_resize_mode,
             backbone_image_mean=config.backbone_image_mean,
             backbone_image_std=config.backbone_image_std,
-            mask_image_size=engine.image_size,
-            mask_resize_mode=engine.resize_mode,
-            mask_image_mean=engine.image_mean,
-            mask_image_std=engine.image_std,
+            mask_image_size=mask_frames.image_size,
+            mask_resize_mode=mask_frames.resize_mode,
+            mask_image_mean=mask_frames.image_mean,
+            mask_image_std=mask_frames.image_std,
         )
 
-    def apply_token_ids(self, config) -> None:
+    def apply_token_ids(self, config: MoRAConfig) -> None:
         """Copy the tokenizer's special-token ids into a `MoRAConfig` (and its backbone config)."""
         ids = self.token_ids
-        config.seg_token_id, config.loc_token_id = ids.seg, ids.loc
-        config.video_token_id, config.motion_token_id = ids.video, ids.motion
-        config.pad_token_id, config.eos_token_id = ids.pad, self.template.eos_id
-        vlm = config.vlm_config
-        if vlm.model_type == "llava":
-            vlm.image_token_index = ids.video
-        else:
-            vlm.video_token_id = ids.video
+        config.set_token_ids(
+            seg=ids.seg,
+            loc=ids.loc,
+            video=ids.video,
+            motion=ids.motion,
+            pad=ids.pad,
+            eos=self.template.eos_id,
+        )
 
     def settings(self) -> dict[str, Any]:
         return {

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import inspect
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import AutoTokenizer
 
+from mora.configuration_mora import MoRAConfig
+from mora.data import DatasetSpec, MixtureDataset, MoRACollator, build_dataset
+from mora.model.modeling_mora import MoRAForVideoGrounding
+from mora.model.trainable import LoraSettings, TrainableSettings, configure_trainable, merge_lora
+from mora.presets import PRESETS
+from mora.processing.processing_mora import MoRAProcessor
+from mora.processing.tokenizer import build_tiny_tokenizer
 from mora.training.config import ConfigError, RunConfig
 from mora.training.trainer import TrainingComponents
 from mora.utils.io import atomic_path
@@ -25,8 +32,6 @@ def trainable_settings(raw: Mapping[str, Any]) -> Any:
     """`TrainableSettings` from ``model.trainable``: ``recipe`` (``default`` = MoRA/LISA: LoRA + heads +
     mask decoder; ``everything`` = all parameters, for tiny models from scratch), then field overrides;
     ``lora_settings`` holds the `LoraSettings` fields (r, alpha, dropout, target_modules)."""
-    from mora.model.trainable import LoraSettings, TrainableSettings
-
     raw = dict(raw)
     recipe = raw.pop("recipe", "default")
     if recipe not in TRAINABLE_RECIPES:
@@ -48,19 +53,13 @@ def trainable_settings(raw: Mapping[str, Any]) -> Any:
     return dataclasses.replace(base, **raw, lora_settings=lora)
 
 
-def _preset_fn(name: str) -> Any:
-    import mora.presets
-
-    def is_preset(obj: Any) -> bool:
-        return inspect.isfunction(obj) and obj.__module__ == mora.presets.__name__
-
-    fn = getattr(mora.presets, name, None)
-    if not is_preset(fn) or name.startswith("_"):
-        public = sorted(n for n, f in vars(mora.presets).items() if is_preset(f) and not n.startswith("_"))
+def _preset_fn(name: str) -> Callable[..., MoRAConfig]:
+    """The preset function registered as ``name`` in `mora.presets.PRESETS`."""
+    if name not in PRESETS:
         raise ConfigError(
-            "model.preset", f"no preset {name!r} in mora.presets (available: {', '.join(public)})"
+            "model.preset", f"no preset {name!r} in mora.presets (available: {', '.join(sorted(PRESETS))})"
         )
-    return fn
+    return PRESETS[name]
 
 
 def check_settings(run: RunConfig) -> None:
@@ -69,7 +68,6 @@ def check_settings(run: RunConfig) -> None:
     dataset_specs(run)
     if run.model.preset is not None:
         _preset_fn(run.model.preset)
-    from mora.configuration_mora import MoRAConfig
 
     for key in run.model.config_overrides:
         if not hasattr(MoRAConfig, key):
@@ -78,8 +76,6 @@ def check_settings(run: RunConfig) -> None:
 
 def build_model_and_processor(run: RunConfig) -> tuple[torch.nn.Module, Any]:
     """The model (before `configure_trainable`) with its processor attached as ``model.processor``."""
-    from mora.model.modeling_mora import MoRAForVideoGrounding
-
     cfg = run.model
     if cfg.pretrained is not None:
         model = MoRAForVideoGrounding.from_pretrained(cfg.pretrained, **cfg.config_overrides)
@@ -93,8 +89,6 @@ def build_model_and_processor(run: RunConfig) -> tuple[torch.nn.Module, Any]:
 
 
 def _model_from_preset(cfg: Any) -> torch.nn.Module:
-    from mora.model.modeling_mora import MoRAForVideoGrounding
-    from mora.processing.processing_mora import MoRAProcessor
 
     try:
         config = _preset_fn(cfg.preset)(**cfg.preset_kwargs)
@@ -112,18 +106,13 @@ def _model_from_preset(cfg: Any) -> torch.nn.Module:
 
 def _tokenizer(name: str | None) -> Any:
     if name is None:
-        from mora.processing.tokenizer import build_tiny_tokenizer
-
         return build_tiny_tokenizer()
-    from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(name)
 
 
 def dataset_specs(run: RunConfig) -> list[Any]:
     """`DatasetSpec` of every available source (optional ones whose root is missing are skipped)."""
-    from mora.data import DatasetSpec
-
     specs = []
     for i, entry in enumerate(run.data.datasets):
         root = entry.spec.get("root")
@@ -142,7 +131,6 @@ def dataset_specs(run: RunConfig) -> list[Any]:
 
 
 def build_train_dataset(run: RunConfig, seed: int) -> torch.utils.data.Dataset:
-    from mora.data import MixtureDataset, build_dataset
 
     specs = dataset_specs(run)
     datasets = [
@@ -163,9 +151,6 @@ def build_train_dataset(run: RunConfig, seed: int) -> torch.utils.data.Dataset:
 def make_export_fn(model: torch.nn.Module, processor: Any):
     """Rank-0 writer of a ``from_pretrained`` folder: a fresh model of the same architecture, loaded with
     the trained state (strict), LoRA merged via `merge_lora`, saved with its processor, atomically."""
-    from mora.model.modeling_mora import MoRAForVideoGrounding
-    from mora.model.trainable import merge_lora
-
     config = copy.deepcopy(model.config)
 
     def export(state: Mapping[str, torch.Tensor], out_dir: Path) -> None:
@@ -180,8 +165,6 @@ def make_export_fn(model: torch.nn.Module, processor: Any):
 
 
 def build_mora_components(run: RunConfig, seed: int) -> TrainingComponents:
-    from mora.data import MoRACollator
-    from mora.model.trainable import configure_trainable
 
     torch.manual_seed(seed)
     model, processor = build_model_and_processor(run)

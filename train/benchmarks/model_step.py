@@ -100,7 +100,7 @@ def real_preset_figures(name: str) -> dict:
     """Parameter counts by component and FLOPs estimates of a real preset, built on the meta device."""
     from mora import presets
     from mora.model.modeling_mora import MoRAForVideoGrounding
-    from mora.model.visual_layout import VisualLayout
+    from mora.processing.visual_layout import VisualLayout
 
     config = getattr(presets, name)()
     with torch.device("meta"):
