@@ -19,7 +19,9 @@ def test_processing_does_not_import_the_model():
         "import sys, mora.processing, mora.processing.processing_mora, mora.processing.image_ops; "
         "print(sorted(m for m in sys.modules if m.startswith(('mora.model', 'mora.presets', 'mora.training'))))"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
     assert result.stdout.strip() == "[]"
 
 

@@ -8,9 +8,9 @@ import torch
 from model_testing import NUM_FRAMES, moving_square_clip, tiny_config, training_batch
 
 from mora.constants import ANSWER_WITH_SPAN, IGNORE_INDEX, LOC_TOKEN, SEG_TOKEN
-from mora.processing.visual_layout import VisualLayout
 from mora.processing.processing_mora import MoRAProcessor
 from mora.processing.tokenizer import build_tiny_tokenizer
+from mora.processing.visual_layout import VisualLayout
 
 
 @pytest.fixture(scope="module", params=["llava", "qwen2_5_vl"])
