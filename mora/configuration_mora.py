@@ -27,6 +27,38 @@ VIDEO_POOLINGS = ("videochatgpt", "frame_grid")
 RESIZE_MODES = ("squash", "longest_pad")
 SPAN_HEADS = ("tokens", "mask_pooled")
 
+# Version of the saved config layout. Bump it whenever a new field's default differs from how the model
+# behaved before the field existed, and register the step that gives older dicts the old behaviour.
+CONFIG_VERSION = 2
+
+
+def _from_unversioned(values: dict[str, Any]) -> None:
+    """Version 1 (no ``config_version``): fields added later whose default changes the architecture get
+    the value that reproduces a checkpoint saved without them."""
+    values.setdefault("use_motion_dense_prompt", False)
+
+
+# version v -> the step that brings a dict of version v - 1 up to v
+_MIGRATIONS = {2: _from_unversioned}
+
+
+def migrate_config_dict(config_dict: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a saved `MoRAConfig` dict brought up to ``CONFIG_VERSION`` (dicts without a version are 1).
+
+    Raises:
+        ValueError: the dict was saved by a newer mora (its version is above ``CONFIG_VERSION``).
+    """
+    values = dict(config_dict)
+    version = int(values.get("config_version", 1))
+    if version > CONFIG_VERSION:
+        raise ValueError(
+            f"config_version {version} is newer than this mora understands ({CONFIG_VERSION}); upgrade mora"
+        )
+    for step in range(version + 1, CONFIG_VERSION + 1):
+        _MIGRATIONS[step](values)
+    values["config_version"] = CONFIG_VERSION
+    return values
+
 
 class MoRAConfig(PretrainedConfig):
     """Configuration of `MoRAForVideoGrounding`.
@@ -51,7 +83,7 @@ class MoRAConfig(PretrainedConfig):
         use_motion_dense_prompt: give the mask decoder a dense motion prompt per frame
             (`mora.model.motion_prompt.MotionDensePrompt`: differences of the engine's image embeddings and
             of the frames to the neighbouring frames, zero-initialised output). True for new configs; a
-            saved config without this field (checkpoints from before it existed) loads with False.
+            config saved before it existed (version 1) loads with False.
         motion_dense_prompt_dim: width of the `MotionDensePrompt` conv stack.
         video_adapter_layers: space-time blocks of the `VideoAdapter` between vision tower and language model
             (attention among the cells of a frame, then among the frames of a cell); 0 = no adapter (the
@@ -73,10 +105,12 @@ class MoRAConfig(PretrainedConfig):
             tokens) or ``"mask_pooled"`` (`MaskPooledSpanHead`: each frame scored from the grid tokens under
             the predicted mask of the answer object and that mask's motion; masks are decoded on every frame
             before the span is known).
-        frame_prompts: add a per-frame prompt token (the ``[SEG]`` state's attention readout over the
-            frame's visual + motion tokens) beside the ``[SEG]`` projection.
+        frame_prompts: experimental (no preset or recipe turns it on; tested in
+            ``tests/test_model_forward.py``): add a per-frame prompt token (the ``[SEG]`` state's attention
+            readout over the frame's visual + motion tokens) beside the ``[SEG]`` projection.
         seg_hidden_offset: 0 = the ``[SEG]`` token's own hidden state; -1 = the state before it (LISA).
-        loc_hidden_offset: the same for ``[LOC]``.
+        loc_hidden_offset: experimental (no preset or recipe sets it; tested in
+            ``tests/test_model_forward.py``): the same for ``[LOC]``.
         temporal_head_dim: width of the query/key projections of the temporal head.
         backbone_image_size: side of the square frames fed to the vision tower.
         backbone_resize_mode: ``"squash"`` (resize to a square) or ``"longest_pad"``.
@@ -88,6 +122,8 @@ class MoRAConfig(PretrainedConfig):
         max_new_tokens: generation budget of ``predict(mode="generate")``.
         lora: LoRA settings applied to the language model (dict of `LoraSettings`), or None. Stored so
             that a checkpoint saved with LoRA layers reloads into the same module structure.
+        config_version: layout version of the saved config; `from_dict` migrates older dicts
+            (`migrate_config_dict`), so old checkpoints keep their exact architecture.
     """
 
     model_type: ClassVar[str] = "mora"
@@ -139,14 +175,12 @@ class MoRAConfig(PretrainedConfig):
     span_threshold: float = 0.5
     max_new_tokens: int = 32
     lora: dict | None = None
+    config_version: int = CONFIG_VERSION
 
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any):
-        """As `PretrainedConfig.from_dict`; a dict saved before ``use_motion_dense_prompt`` existed loads
-        with it off, so old checkpoints keep their exact architecture."""
-        if "use_motion_dense_prompt" not in config_dict:
-            config_dict = {**config_dict, "use_motion_dense_prompt": False}
-        return super().from_dict(config_dict, **kwargs)
+        """As `PretrainedConfig.from_dict`, after migrating the dict to ``CONFIG_VERSION``."""
+        return super().from_dict(migrate_config_dict(config_dict), **kwargs)
 
     def __post_init__(self, **kwargs: Any) -> None:
         super().__post_init__(**kwargs)

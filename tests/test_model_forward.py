@@ -222,3 +222,16 @@ def test_frame_grid_video_tokens_keep_every_frame_layout():
         tiny_model("llava", "sam2", video_pooling="mean")
     with pytest.raises(ValueError, match="llava family only"):
         tiny_model("qwen2_5_vl", "sam2", video_pooling="frame_grid")
+
+
+def test_loc_hidden_offset_reads_the_state_before_loc():
+    """``loc_hidden_offset=-1`` scores the span from the state before ``[LOC]``: other span logits, same masks."""
+    batch = training_batch(tiny_model(**PAPER_STYLE).processor)
+    outputs = {}
+    for offset in (0, -1):
+        model = tiny_model(**PAPER_STYLE, loc_hidden_offset=offset).eval()
+        with torch.no_grad():
+            outputs[offset] = model(**batch)
+    assert not torch.allclose(outputs[0].span_logits[0], outputs[-1].span_logits[0])
+    assert torch.equal(outputs[0].span_logits[1], outputs[-1].span_logits[1])  # no [LOC]: zeros either way
+    assert torch.equal(outputs[0].mask_logits, outputs[-1].mask_logits)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from model_testing import NUM_FRAMES, PAPER_STYLE, moving_square_clip, tiny_model, training_batch
 
-from mora.configuration_mora import MoRAConfig
+from mora.configuration_mora import CONFIG_VERSION, MoRAConfig
 from mora.model.inference import _window_prompts
 from mora.model.mask_engines import build_mask_engine, tiny_sam2_config, tiny_sam_config
 from mora.model.modeling_mora import MoRAForVideoGrounding
@@ -170,12 +170,18 @@ def test_config_without_the_field_loads_switched_off(tmp_path):
     model.save_pretrained(tmp_path)
     config_file = tmp_path / "config.json"
     values = json.loads(config_file.read_text())
-    del values["use_motion_dense_prompt"], values["motion_dense_prompt_dim"]
+    assert values["config_version"] == CONFIG_VERSION
+    del values["use_motion_dense_prompt"], values["motion_dense_prompt_dim"], values["config_version"]
     config_file.write_text(json.dumps(values))
-    assert MoRAConfig.from_pretrained(tmp_path).use_motion_dense_prompt is False
+    migrated = MoRAConfig.from_pretrained(tmp_path)
+    assert migrated.use_motion_dense_prompt is False and migrated.config_version == CONFIG_VERSION
     loaded = MoRAForVideoGrounding.from_pretrained(tmp_path)
     assert loaded.motion_dense_prompt is None
     assert MoRAConfig().use_motion_dense_prompt is True  # new configs have it on
+    # the migration belongs to unversioned dicts only: a current dict takes the field's default
+    assert MoRAConfig.from_dict({**values, "config_version": CONFIG_VERSION}).use_motion_dense_prompt is True
+    with pytest.raises(ValueError, match="newer"):
+        MoRAConfig.from_dict({**values, "config_version": CONFIG_VERSION + 1})
 
 
 @pytest.mark.parametrize("style", ["paper", "tiny_default"])

@@ -164,7 +164,7 @@ def _ground(
     seg_state = hidden[:, seg_ids + cfg.seg_hidden_offset] if segmented else zero  # [1, D]
     loc_state = hidden[:, loc_ids + cfg.loc_hidden_offset] if located else zero
     seg_state, loc_state = model.read_video(seg_state, loc_state, features, None, hidden, sequence)
-    prompts = model.frame_prompts(seg_state, features, motion)[0]  # [T, P, C]
+    prompts = model.engine_prompts(seg_state, features, motion)[0]  # [T, P, C]
     pix = mask_pixel_values.to(model.device)
     pooled = isinstance(model.temporal_head, MaskPooledSpanHead)
     every_frame = pooled or (with_ungated and segmented)

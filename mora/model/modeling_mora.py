@@ -327,7 +327,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         with torch.no_grad() if frozen else contextlib.nullcontext():
             return self.mask_engine.encode(mask_pixel_values)
 
-    def frame_prompts(
+    def engine_prompts(
         self, seg_states: torch.Tensor, features: VisualFeatures, motion: torch.Tensor | None
     ) -> torch.Tensor:
         """Mask-engine prompts of every frame from ``[SEG]`` states ``[B, D]`` (features of the same B).
@@ -357,7 +357,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
 
         Args:
             mask_pixel_values: ``[V, T, 3, S, S]`` (each video's frames are encoded once).
-            prompts: ``[B, T, P, C]`` (from `frame_prompts`).
+            prompts: ``[B, T, P, C]`` (from `engine_prompts`).
             features: the videos' `encode_video` features (for the video dense prompt).
             video_index: ``[B]`` the video of each question (default: question b, video b).
             seg_states: ``[B, D]`` the ``[SEG]`` states the prompts came from (the `PixelMaskPath` query;
@@ -526,7 +526,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         pooled_span = isinstance(self.temporal_head, MaskPooledSpanHead)
         mask_logits = prompts = None
         if bool(has_seg.all()) or (pooled_span and bool(has_loc.any())):
-            prompts = self.frame_prompts(seg_states, question_features, question_motion)  # [B, T, P, C]
+            prompts = self.engine_prompts(seg_states, question_features, question_motion)  # [B, T, P, C]
             mask_logits = self.decode_masks(
                 mask_pixel_values.to(self.device), prompts, features, index, seg_states
             )
@@ -594,7 +594,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         seg, loc = self.read_video(stand_in, stand_in, features, torch.zeros(1, dtype=torch.long))
         single = _select(features, torch.zeros(1, dtype=torch.long))
         single_motion = None if motion is None else motion[:1]
-        prompts = self.frame_prompts(seg, single, single_motion)  # [1, T, P, C]
+        prompts = self.engine_prompts(seg, single, single_motion)  # [1, T, P, C]
         masks = self.decode_masks(
             mask_pixel_values[:1].to(self.device), prompts, _select(features, [0]), seg_states=seg
         )
