@@ -47,7 +47,7 @@ class ScoreJob:
     question_id: str
     category: str | None
     frame_stems: list[str]
-    gt: Any
+    gt: GroundTruth
     frame_indices: list[int] | None = None
     gt_span: tuple[int, int] | None = None
     frame_paths: list[str] | None = None  # images, for visualisation only

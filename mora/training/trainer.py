@@ -104,6 +104,20 @@ def resolve_resume(resume: str | None, run_dir: Path) -> Path | None:
     return Path(resume)
 
 
+@dataclass
+class _Session:
+    """What `train` sets up before the first step: the DeepSpeed engine and the resumable data order."""
+
+    engine: Any
+    scheduler: Any
+    manager: CheckpointManager
+    state: TrainerState
+    last_checkpoint: Path | None
+    sampler: ResumableBatchSampler
+    loader: DataLoader
+    dtype: torch.dtype
+
+
 def train(
     run: RunConfig,
     components: TrainingComponents,
@@ -116,10 +130,23 @@ def train(
 ) -> TrainResult:
     """Train to ``run.train.total_steps`` (continuing from ``resume_from``), then export. With
     ``export_only`` the loaded state is exported without training, to ``<run>/export_step_XXXXXXXX``."""
+    run_dir = Path(run_dir)
+    session = _set_up(run, components, dist_info, ds_config, run_dir, resume_from)
+    last_losses = _run_steps(run, session, dist_info, run_dir, take_steps=not export_only)
+    return _finish(run, components, session, dist_info, ds_config, run_dir, export_only, last_losses)
+
+
+def _set_up(
+    run: RunConfig,
+    components: TrainingComponents,
+    dist_info: DistInfo,
+    ds_config: dict[str, Any],
+    run_dir: Path,
+    resume_from: Path | None,
+) -> _Session:
+    """Optimizer, schedule and DeepSpeed engine; the state of ``resume_from``; the data loader from there."""
     import deepspeed
 
-    run_dir = Path(run_dir)
-    total = run.train.total_steps
     model = components.model
     optimizer = build_optimizer(model, run)
     scheduler = build_scheduler(optimizer, run.optim, run.train.schedule_steps)
@@ -155,6 +182,17 @@ def train(
         # its own generator: creating the iterator must not draw from the global RNG that checkpoints restore
         generator=torch.Generator().manual_seed(run.train.seed),
     )
+    return _Session(engine, scheduler, manager, state, last_ckpt, sampler, loader, dtype)
+
+
+def _run_steps(
+    run: RunConfig, session: _Session, dist_info: DistInfo, run_dir: Path, *, take_steps: bool
+) -> dict[str, float]:
+    """Optimizer steps up to ``run.train.total_steps`` (none without ``take_steps``), logging and
+    checkpointing on the way (updates ``session.state`` and ``session.last_checkpoint``); returns the
+    losses last logged."""
+    total = run.train.total_steps
+    engine, state = session.engine, session.state
     reporter = ProgressReporter(
         total_steps=total,
         start_step=state.step,
@@ -167,18 +205,18 @@ def train(
     last_losses: dict[str, float] = {}
     questions = 0  # rows of the batches (questions; a video-group item holds several), for the rate
     engine.train()
-    batches = iter(loader)
+    batches = iter(session.loader)
     try:
-        while state.step < total and not export_only:
-            batch = _to_device(next(batches), dist_info.device, dtype)
+        while state.step < total and take_steps:
+            batch = _to_device(next(batches), dist_info.device, session.dtype)
             boundary = engine.is_gradient_accumulation_boundary()
             output = engine(**batch)
             losses = _loss_values(output)
             if not all_ranks_true(all(math.isfinite(v) for v in losses.values()), dist_info.device):
-                raise NonFiniteLossError(_nan_message(state, losses, last_ckpt))
+                raise NonFiniteLossError(_nan_message(state, losses, session.last_checkpoint))
             engine.backward(output.loss if not isinstance(output, Mapping) else output["loss"])
             engine.step()
-            state.samples_consumed += sampler.samples_per_step
+            state.samples_consumed += session.sampler.samples_per_step
             questions += _batch_rows(batch) * dist_info.world_size
             meter.add(losses)
             if not boundary:
@@ -188,22 +226,40 @@ def train(
             if state.step % run.log.every_steps == 0 or state.step == total:
                 last_losses = mean_over_ranks(meter.pop(), dist_info.device)
                 reporter.log(
-                    state.step, last_losses, scheduler.get_last_lr()[0], state.samples_consumed, questions
+                    state.step,
+                    last_losses,
+                    session.scheduler.get_last_lr()[0],
+                    state.samples_consumed,
+                    questions,
                 )
             every = run.checkpoint.every_steps
             if state.step == total or (every and state.step % every == 0):
-                last_ckpt = manager.save(engine, state)
+                session.last_checkpoint = session.manager.save(engine, state)
     finally:
         reporter.close()
+    return last_losses
 
-    digests = check_replicas_agree(engine.module, ds_config, dist_info)
+
+def _finish(
+    run: RunConfig,
+    components: TrainingComponents,
+    session: _Session,
+    dist_info: DistInfo,
+    ds_config: dict[str, Any],
+    run_dir: Path,
+    export_only: bool,
+    last_losses: dict[str, float],
+) -> TrainResult:
+    """Check that the replicas agree, export the model when asked, and report."""
+    digests = check_replicas_agree(session.engine.module, ds_config, dist_info)
     export_dir = None
     if (run.checkpoint.export or export_only) and components.export_fn is not None:
-        name = f"{EXPORT_DIR}_step_{state.step:08d}" if export_only else EXPORT_DIR
-        export_dir = export_model(engine, components.export_fn, run_dir / name, ds_config, dist_info)
+        step = session.state.step
+        name = f"{EXPORT_DIR}_step_{step:08d}" if export_only else EXPORT_DIR
+        export_dir = export_model(session.engine, components.export_fn, run_dir / name, ds_config, dist_info)
     return TrainResult(
-        state=state,
-        last_checkpoint=last_ckpt,
+        state=session.state,
+        last_checkpoint=session.last_checkpoint,
         export_dir=export_dir,
         final_losses=last_losses,
         param_digests=digests,

@@ -191,6 +191,25 @@ class MaskEngine(nn.Module, ABC):
             raise ValueError(f"dense_embeds must be {list(expected)}, got {list(dense_embeds.shape)}")
         return dense_embeds.to(device=self.device, dtype=self.dtype)
 
+    def _decoder_inputs(
+        self, features: FrameFeatures, prompt_embeds: torch.Tensor, dense_embeds: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The decode inputs both engines share, checked: sparse prompts ``[N, P, C]``, the image positional
+        embeddings ``[N, C, h, w]`` and the dense prompt ``[N, C, h, w]`` (the no-mask embedding plus
+        ``dense_embeds`` when given), for N = ``len(features)`` frames."""
+        if not isinstance(features, FrameFeatures):
+            raise TypeError(f"features must come from encode(), got {type(features).__name__}")
+        prompts = self._check_prompts(prompt_embeds, len(features))  # [N, P, C]
+        extra = self._check_dense(dense_embeds, len(features))  # [N, C, h, w] | None
+        num_frames, _, height, width = features.maps[-1].shape
+        image_pe = self.model.get_image_wide_positional_embeddings().expand(num_frames, -1, -1, -1)
+        dense = self.model.prompt_encoder.no_mask_embed.weight.view(1, -1, 1, 1).expand(
+            num_frames, -1, height, width
+        )  # [N, C, h, w]
+        if extra is not None:
+            dense = dense + extra
+        return prompts, image_pe, dense
+
     @staticmethod
     def _check_key_frames(key_frames: Sequence[int], num_frames: int) -> list[int]:
         """Sorted, unique key-frame indices within ``[0, num_frames)``."""

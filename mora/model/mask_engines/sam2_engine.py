@@ -106,21 +106,10 @@ class Sam2MaskEngine(MaskEngine):
         self, features: FrameFeatures, prompt_embeds: torch.Tensor, dense_embeds: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Logits ``[N, S, S]`` float32, IoU scores ``[N, 1, 1]`` and object-score logits ``[N, 1, 1]``."""
-        if not isinstance(features, FrameFeatures):
-            raise TypeError(f"features must come from encode(), got {type(features).__name__}")
-        prompts = self._check_prompts(prompt_embeds, len(features))  # [N, P, C]
-        extra = self._check_dense(dense_embeds, len(features))  # [N, C, h, w] | None
+        prompts, image_pe, dense = self._decoder_inputs(features, prompt_embeds, dense_embeds)
         model = self.model
         high_res = self._project_high_res(features.maps[:-1])
-        image_embeds = features.maps[-1]
-        num_frames, _, height, width = image_embeds.shape
-        image_embeds = image_embeds + model.no_memory_embedding.view(1, -1, 1, 1)  # [N, C, h, w]
-        image_pe = model.get_image_wide_positional_embeddings().expand(num_frames, -1, -1, -1)  # [N, C, h, w]
-        dense = model.prompt_encoder.no_mask_embed.weight.view(1, -1, 1, 1).expand(
-            num_frames, -1, height, width
-        )
-        if extra is not None:
-            dense = dense + extra
+        image_embeds = features.maps[-1] + model.no_memory_embedding.view(1, -1, 1, 1)  # [N, C, h, w]
         with _first_mask_token(model.mask_decoder):
             low_res, iou_scores, _, object_scores = model.mask_decoder(
                 image_embeddings=image_embeds,

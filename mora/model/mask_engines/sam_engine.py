@@ -61,21 +61,9 @@ class SamMaskEngine(MaskEngine):
         Gradients flow into ``prompt_embeds`` and every mask-decoder parameter (the IoU head, whose
         output the logits do not use, is tied in with weight 0 for distributed training).
         """
-        if not isinstance(features, FrameFeatures):
-            raise TypeError(f"features must come from encode(), got {type(features).__name__}")
-        prompts = self._check_prompts(prompt_embeds, len(features))  # [N, P, C]
-        extra = self._check_dense(dense_embeds, len(features))  # [N, C, h, w] | None
-        model = self.model
-        image_embeds = features.maps[-1]  # [N, C, h, w]
-        num_frames, _, height, width = image_embeds.shape
-        image_pe = model.get_image_wide_positional_embeddings().expand(num_frames, -1, -1, -1)  # [N, C, h, w]
-        dense = model.prompt_encoder.no_mask_embed.weight.view(1, -1, 1, 1).expand(
-            num_frames, -1, height, width
-        )
-        if extra is not None:
-            dense = dense + extra
-        low_res, iou_scores = model.mask_decoder(
-            image_embeddings=image_embeds,
+        prompts, image_pe, dense = self._decoder_inputs(features, prompt_embeds, dense_embeds)
+        low_res, iou_scores = self.model.mask_decoder(
+            image_embeddings=features.maps[-1],  # [N, C, h, w]
             image_positional_embeddings=image_pe,
             sparse_prompt_embeddings=prompts.unsqueeze(1),  # [N, 1, P, C]: one mask per frame
             dense_prompt_embeddings=dense,
