@@ -136,7 +136,7 @@ def test_bad_inputs_raise(engine):
         engine.encode(torch.zeros(3, 3, 64, 64, dtype=torch.uint8))
     with pytest.raises(ValueError, match="C="):
         engine.decode(features, torch.randn(3, 1, engine.prompt_dim + 1))
-    with pytest.raises(ValueError, match="N=3"):
+    with pytest.raises(ValueError, match="BT=3"):
         engine.decode(features, prompts[:2])
     with pytest.raises(ValueError, match="P=0"):
         engine.decode(features, prompts[:, :0])

@@ -181,7 +181,8 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients():
 
 def test_motion_pairs_follow_the_stride_of_longer_clips():
     """On a clip longer than the LM's frame count the heads compare frames motion_stride(T) apart."""
-    from mora.model.heads import MotionTokenizer, temporal_frame_tokens
+    from mora.model.heads import temporal_frame_tokens
+    from mora.model.motion_tokens import MotionTokenizer
 
     model = tiny_model()
     n = model.config.num_frames

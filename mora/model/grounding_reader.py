@@ -31,13 +31,13 @@ class _CrossAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, queries: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
-        """queries ``[V, M, D]`` (every query row of a video's questions); memory ``[V, N, D]`` -> ``[V, M, D]``."""
-        V, M, D = queries.shape
+        """queries ``[V, R, D]`` (every query row of a video's questions); memory ``[V, N, D]`` -> ``[V, R, D]``."""
+        V, R, D = queries.shape
         h = self.heads
         k, v = self.kv(memory).view(V, -1, 2, h, D // h).permute(2, 0, 3, 1, 4)  # [V, h, N, D/h] each
-        q = self.q(queries).view(V, M, h, D // h).transpose(1, 2)  # [V, h, M, D/h]
-        attended = F.scaled_dot_product_attention(q, k, v)  # [V, h, M, D/h]
-        return self.out(attended.transpose(1, 2).reshape(V, M, D))
+        q = self.q(queries).view(V, R, h, D // h).transpose(1, 2)  # [V, h, R, D/h]
+        attended = F.scaled_dot_product_attention(q, k, v)  # [V, h, R, D/h]
+        return self.out(attended.transpose(1, 2).reshape(V, R, D))
 
 
 class _ReaderLayer(nn.Module):

@@ -30,7 +30,6 @@ from mora.model.grounding_reader import GroundingReader
 from mora.model.heads import (
     FramePromptReader,
     MaskPooledSpanHead,
-    MotionTokenizer,
     SegProjector,
     TemporalHead,
     temporal_frame_tokens,
@@ -39,6 +38,7 @@ from mora.model.inference import predict
 from mora.model.mask_engines import build_mask_engine
 from mora.model.mask_engines.base import FrameFeatures
 from mora.model.motion_prompt import MotionDensePrompt
+from mora.model.motion_tokens import MotionTokenizer
 from mora.model.outputs import MoRAOutput
 from mora.model.pixel_mask_path import PixelMaskPath
 from mora.model.trainable import LoraSettings, inject_lora
@@ -320,7 +320,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         return read[:, 0].to(seg_states.dtype), read[:, 1].to(loc_states.dtype)
 
     def engine_features(self, mask_pixel_values: torch.Tensor):
-        """Mask-engine features of ``[N, 3, S, S]`` frames (no autograd when its encoder is frozen)."""
+        """Mask-engine features of ``[BT, 3, S, S]`` frames (no autograd when its encoder is frozen)."""
         frozen = not any(
             p.requires_grad for m in self.mask_engine.image_encoder_modules() for p in m.parameters()
         )
@@ -568,7 +568,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         keep = targets != IGNORE_INDEX
         if not bool(keep.any()):
             return self.adapter.lm_head(hidden[:1, :1]).float().sum() * 0.0
-        logits = self.adapter.lm_head(hidden[:, :-1][keep])  # [K, V]
+        logits = self.adapter.lm_head(hidden[:, :-1][keep])  # [answer positions, vocab]
         return torch.nn.functional.cross_entropy(logits.float(), targets[keep])
 
     def graph_completion_loss(

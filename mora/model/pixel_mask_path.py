@@ -61,19 +61,19 @@ class PixelMaskPath(nn.Module):
         return torch.cat([current, *neighbour_differences(pixel_values, frames)], dim=2)
 
     def pixel_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``[N, S, S, e]`` per-pixel MLP of N frames' inputs ``pixel_values [N, c, S, S]`` (channels last).
+        """``[BT, S, S, e]`` per-pixel MLP of the inputs of BT frames ``pixel_values [BT, c, S, S]`` (channels last).
 
         The 3x3 convolution runs as a matrix product over unfolded 3x3 neighbourhoods (the frames need no
         gradient), which is faster on CPU than a convolution with 3 input channels; the weights are the
         convolutions' own.
         """
         first, act, second = self.pixels
-        N, _, H, W = pixel_values.shape
+        BT, _, H, W = pixel_values.shape
         dtype = first.weight.dtype
-        patches = F.unfold(pixel_values.to(dtype), 3, padding=1).transpose(1, 2)  # [N, S*S, 9c]
-        x = act(F.linear(patches, first.weight.flatten(1), first.bias))  # [N, S*S, e]
+        patches = F.unfold(pixel_values.to(dtype), 3, padding=1).transpose(1, 2)  # [BT, S*S, 9c]
+        x = act(F.linear(patches, first.weight.flatten(1), first.bias))  # [BT, S*S, e]
         x = F.linear(x, second.weight.flatten(1), second.bias)
-        return x.view(N, H, W, self.dim)
+        return x.view(BT, H, W, self.dim)
 
     def forward(
         self,

@@ -53,12 +53,12 @@ class LlavaAdapter(BackboneAdapter):
         return [self.vlm.model.multi_modal_projector]
 
     def _patch_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``[N, 3, h, w]`` -> ``[N, n, d]`` patch features of the selected vision layer(s)."""
+        """``[BT, 3, I, I]`` -> ``[BT, n, d]`` patch features of the selected vision layer(s)."""
         tower = self.vlm.model.vision_tower
         out = tower(pixel_values, output_hidden_states=True, return_dict=True)
         layers = self._config.vision_feature_layer
         layers = [layers] if isinstance(layers, int) else list(layers)
-        feats = torch.cat([out.hidden_states[i] for i in layers], dim=-1)  # [N, 1 + n, d]
+        feats = torch.cat([out.hidden_states[i] for i in layers], dim=-1)  # [BT, 1 + n, d]
         if self._config.vision_feature_select_strategy == "default":
             feats = feats[:, 1:]  # drop CLS
         return feats

@@ -21,8 +21,8 @@ from torch import nn
 class FrameFeatures:
     """Per-frame image features produced by ``MaskEngine.encode``; pass them back to ``decode``.
 
-    ``maps`` holds image-encoder outputs ``[N, C_l, h_l, w_l]`` from high to low resolution: the last one
-    is the image embedding the mask decoder attends to (``[N, C, h, w]``), the others are SAM2's
+    ``maps`` holds image-encoder outputs ``[BT, C_l, h_l, w_l]`` from high to low resolution: the last one
+    is the image embedding the mask decoder attends to (``[BT, C, h, w]``), the others are SAM2's
     high-resolution FPN maps. No mask-decoder parameter is involved in producing them, so ``encode``
     may run under ``torch.no_grad`` when the image encoder is frozen. ``positions`` holds the matching
     positional encodings where the engine has them (SAM2), else it is empty.
@@ -35,7 +35,7 @@ class FrameFeatures:
         return self.maps[-1].shape[0]
 
     def select(self, index: torch.Tensor | Sequence[int] | slice) -> FrameFeatures:
-        """Features of a subset of frames (index along N), e.g. the frames that carry a mask target."""
+        """Features of a subset of frames (index along BT), e.g. the frames that carry a mask target."""
         if not isinstance(index, slice):
             index = torch.as_tensor(index, dtype=torch.long, device=self.maps[-1].device)
         return FrameFeatures(
@@ -99,7 +99,7 @@ class MaskEngine(nn.Module, ABC):
 
     @abstractmethod
     def encode(self, pixel_values: torch.Tensor) -> FrameFeatures:
-        """Image features for ``pixel_values`` ``[N, 3, S, S]`` (normalised, on any device/dtype)."""
+        """Image features for ``pixel_values`` ``[BT, 3, S, S]`` (normalised, on any device/dtype)."""
 
     @abstractmethod
     def decode(
@@ -108,9 +108,9 @@ class MaskEngine(nn.Module, ABC):
         prompt_embeds: torch.Tensor,
         dense_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Mask logits ``[N, S, S]`` float32 for frames ``features`` prompted by ``prompt_embeds`` ``[N, P, C]``.
+        """Mask logits ``[BT, S, S]`` float32 for frames ``features`` prompted by ``prompt_embeds`` ``[BT, P, C]``.
 
-        ``dense_embeds`` ``[N, C, h, w]`` (``dense_shape``), when given, is added to the no-mask dense
+        ``dense_embeds`` ``[BT, C, h, w]`` (``dense_shape``), when given, is added to the no-mask dense
         prompt embedding of each frame.
         """
 
@@ -148,13 +148,13 @@ class MaskEngine(nn.Module, ABC):
             module.requires_grad_(False)
 
     def _check_pixel_values(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Validate ``[N, 3, S, S]`` and move to the engine's device and dtype."""
+        """Validate ``[BT, 3, S, S]`` and move to the engine's device and dtype."""
         if not torch.is_tensor(pixel_values) or not pixel_values.is_floating_point():
             raise TypeError("pixel_values must be a floating-point torch.Tensor")
         expected = (3, self.image_size, self.image_size)
         if pixel_values.ndim != 4 or tuple(pixel_values.shape[1:]) != expected:
             raise ValueError(
-                f"pixel_values must be [N, {expected[0]}, {expected[1]}, {expected[2]}], "
+                f"pixel_values must be [BT, {expected[0]}, {expected[1]}, {expected[2]}], "
                 f"got {tuple(pixel_values.shape)}"
             )
         if pixel_values.shape[0] == 0:
@@ -162,7 +162,7 @@ class MaskEngine(nn.Module, ABC):
         return pixel_values.to(device=self.device, dtype=self.dtype)
 
     def _check_prompts(self, prompt_embeds: torch.Tensor, num_frames: int | None) -> torch.Tensor:
-        """Validate ``[N, P, C]`` (or ``[P, C]`` when ``num_frames`` is None) and cast to the engine dtype."""
+        """Validate ``[BT, P, C]`` (or ``[P, C]`` when ``num_frames`` is None) and cast to the engine dtype."""
         if not torch.is_tensor(prompt_embeds) or not prompt_embeds.is_floating_point():
             raise TypeError("prompt_embeds must be a floating-point torch.Tensor")
         if num_frames is None:
@@ -170,7 +170,7 @@ class MaskEngine(nn.Module, ABC):
                 raise ValueError(f"prompt_embeds must be [P, C], got {tuple(prompt_embeds.shape)}")
         elif prompt_embeds.ndim != 3 or prompt_embeds.shape[0] != num_frames:
             raise ValueError(
-                f"prompt_embeds must be [N={num_frames}, P, C], got {tuple(prompt_embeds.shape)}"
+                f"prompt_embeds must be [BT={num_frames}, P, C], got {tuple(prompt_embeds.shape)}"
             )
         if prompt_embeds.shape[-1] != self.prompt_dim:
             raise ValueError(
@@ -181,7 +181,7 @@ class MaskEngine(nn.Module, ABC):
         return prompt_embeds.to(device=self.device, dtype=self.dtype)
 
     def _check_dense(self, dense_embeds: torch.Tensor | None, num_frames: int) -> torch.Tensor | None:
-        """Validate optional ``[N, C, h, w]`` dense prompt embeddings and cast to the engine dtype."""
+        """Validate optional ``[BT, C, h, w]`` dense prompt embeddings and cast to the engine dtype."""
         if dense_embeds is None:
             return None
         if not torch.is_tensor(dense_embeds) or not dense_embeds.is_floating_point():
@@ -194,18 +194,18 @@ class MaskEngine(nn.Module, ABC):
     def _decoder_inputs(
         self, features: FrameFeatures, prompt_embeds: torch.Tensor, dense_embeds: torch.Tensor | None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The decode inputs both engines share, checked: sparse prompts ``[N, P, C]``, the image positional
-        embeddings ``[N, C, h, w]`` and the dense prompt ``[N, C, h, w]`` (the no-mask embedding plus
-        ``dense_embeds`` when given), for N = ``len(features)`` frames."""
+        """The decode inputs both engines share, checked: sparse prompts ``[BT, P, C]``, the image positional
+        embeddings ``[BT, C, h, w]`` and the dense prompt ``[BT, C, h, w]`` (the no-mask embedding plus
+        ``dense_embeds`` when given), for BT = ``len(features)`` frames."""
         if not isinstance(features, FrameFeatures):
             raise TypeError(f"features must come from encode(), got {type(features).__name__}")
-        prompts = self._check_prompts(prompt_embeds, len(features))  # [N, P, C]
-        extra = self._check_dense(dense_embeds, len(features))  # [N, C, h, w] | None
+        prompts = self._check_prompts(prompt_embeds, len(features))  # [BT, P, C]
+        extra = self._check_dense(dense_embeds, len(features))  # [BT, C, h, w] | None
         num_frames, _, height, width = features.maps[-1].shape
         image_pe = self.model.get_image_wide_positional_embeddings().expand(num_frames, -1, -1, -1)
         dense = self.model.prompt_encoder.no_mask_embed.weight.view(1, -1, 1, 1).expand(
             num_frames, -1, height, width
-        )  # [N, C, h, w]
+        )  # [BT, C, h, w]
         if extra is not None:
             dense = dense + extra
         return prompts, image_pe, dense

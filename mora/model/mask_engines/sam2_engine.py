@@ -72,9 +72,9 @@ class Sam2MaskEngine(MaskEngine):
         self.image_std = tuple(float(v) for v in IMAGENET_DEFAULT_STD)
 
     def encode(self, pixel_values: torch.Tensor) -> FrameFeatures:
-        """Image-encoder (Hiera + FPN) features for ``pixel_values`` ``[N, 3, S, S]``.
+        """Image-encoder (Hiera + FPN) features for ``pixel_values`` ``[BT, 3, S, S]``.
 
-        Returns ``FrameFeatures`` with FPN maps ``[N, C, 4h, 4w]``, ``[N, C, 2h, 2w]``, ``[N, C, h, w]``
+        Returns ``FrameFeatures`` with FPN maps ``[BT, C, 4h, 4w]``, ``[BT, C, 2h, 2w]``, ``[BT, C, h, w]``
         (h = S/16 for real SAM2) and their positional encodings. Only image-encoder modules run here,
         so callers may run ``encode`` under ``torch.no_grad`` when the encoder is frozen: the decoder's
         projections of the high-resolution maps (``conv_s0``/``conv_s1``) are applied in ``decode``.
@@ -91,9 +91,9 @@ class Sam2MaskEngine(MaskEngine):
         prompt_embeds: torch.Tensor,
         dense_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Mask logits ``[N, S, S]`` float32 from ``features`` (N frames) and ``prompt_embeds`` ``[N, P, C]``.
+        """Mask logits ``[BT, S, S]`` float32 from ``features`` (BT frames) and ``prompt_embeds`` ``[BT, P, C]``.
 
-        ``dense_embeds`` ``[N, C, h, w]`` (optional) is added to the no-mask dense embedding.
+        ``dense_embeds`` ``[BT, C, h, w]`` (optional) is added to the no-mask dense embedding.
 
         Gradients flow into ``prompt_embeds`` and every mask-decoder parameter: the IoU and
         object-score heads, whose outputs the logits do not use, are tied in with weight 0 so that
@@ -105,21 +105,21 @@ class Sam2MaskEngine(MaskEngine):
     def _decode_heads(
         self, features: FrameFeatures, prompt_embeds: torch.Tensor, dense_embeds: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Logits ``[N, S, S]`` float32, IoU scores ``[N, 1, 1]`` and object-score logits ``[N, 1, 1]``."""
+        """Logits ``[BT, S, S]`` float32, IoU scores ``[BT, 1, 1]`` and object-score logits ``[BT, 1, 1]``."""
         prompts, image_pe, dense = self._decoder_inputs(features, prompt_embeds, dense_embeds)
         model = self.model
         high_res = self._project_high_res(features.maps[:-1])
-        image_embeds = features.maps[-1] + model.no_memory_embedding.view(1, -1, 1, 1)  # [N, C, h, w]
+        image_embeds = features.maps[-1] + model.no_memory_embedding.view(1, -1, 1, 1)  # [BT, C, h, w]
         with _first_mask_token(model.mask_decoder):
             low_res, iou_scores, _, object_scores = model.mask_decoder(
                 image_embeddings=image_embeds,
                 image_positional_embeddings=image_pe,
-                sparse_prompt_embeddings=prompts.unsqueeze(1),  # [N, 1, P, C]: one mask per frame
+                sparse_prompt_embeddings=prompts.unsqueeze(1),  # [BT, 1, P, C]: one mask per frame
                 dense_prompt_embeddings=dense,
                 multimask_output=False,
                 high_resolution_features=high_res,
             )
-        logits = self._upsample(low_res[:, 0])  # [N, 1, 4h, 4w] -> [N, S, S]
+        logits = self._upsample(low_res[:, 0])  # [BT, 1, 4h, 4w] -> [BT, S, S]
         return logits, iou_scores, object_scores
 
     @torch.no_grad()
@@ -147,12 +147,12 @@ class Sam2MaskEngine(MaskEngine):
         prompts = self._check_prompts(prompt_embeds, None)
         keys = self._check_key_frames(key_frames, pixel_values.shape[0])
         dense = self._check_dense(dense_embeds, pixel_values.shape[0])
-        key_dense = dense[keys] if dense is not None else None  # [K, C, h, w]
+        key_dense = dense[keys] if dense is not None else None  # [k, C, h, w]
         with eval_mode(self.model):
             features = self.encode(pixel_values)
             key_logits = self.decode(
                 features.select(keys), prompts.expand(len(keys), -1, -1), key_dense
-            )  # [K, S, S]
+            )  # [k, S, S]
             session = self._new_session(pixel_values, features)
             tracked = self._track(session, keys, key_logits)  # frame index -> [1, 1, 4h, 4w]
         logits = torch.empty(pixel_values.shape[0], self.image_size, self.image_size, device=self.device)
@@ -206,12 +206,12 @@ class Sam2MaskEngine(MaskEngine):
         return tracked
 
     def _project_high_res(self, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-        """The decoder's projections of the two high-resolution FPN maps: ``[N, C/8, 4h, 4w]``, ``[N, C/4, 2h, 2w]``."""
+        """The decoder's projections of the two high-resolution FPN maps: ``[BT, C/8, 4h, 4w]``, ``[BT, C/4, 2h, 2w]``."""
         decoder = self.model.mask_decoder
         return [decoder.conv_s0(maps[0]), decoder.conv_s1(maps[1])]
 
     def _upsample(self, low_res: torch.Tensor) -> torch.Tensor:
-        """``[N, 1, h, w]`` low-resolution logits -> ``[N, S, S]`` float32 (bilinear)."""
+        """``[BT, 1, h, w]`` low-resolution logits -> ``[BT, S, S]`` float32 (bilinear)."""
         size = (self.image_size, self.image_size)
         return F.interpolate(low_res.float(), size=size, mode="bilinear", align_corners=False)[:, 0]
 

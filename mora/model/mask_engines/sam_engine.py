@@ -43,9 +43,9 @@ class SamMaskEngine(MaskEngine):
         self.image_std = tuple(float(v) for v in IMAGENET_DEFAULT_STD)
 
     def encode(self, pixel_values: torch.Tensor) -> FrameFeatures:
-        """Image embeddings ``[N, C, h, w]`` (h = S/16 for real SAM) for ``pixel_values`` ``[N, 3, S, S]``."""
+        """Image embeddings ``[BT, C, h, w]`` (h = S/16 for real SAM) for ``pixel_values`` ``[BT, 3, S, S]``."""
         pixel_values = self._check_pixel_values(pixel_values)
-        image_embeds = self.model.vision_encoder(pixel_values).last_hidden_state  # [N, C, h, w]
+        image_embeds = self.model.vision_encoder(pixel_values).last_hidden_state  # [BT, C, h, w]
         return FrameFeatures(maps=(image_embeds,))
 
     def decode(
@@ -54,24 +54,24 @@ class SamMaskEngine(MaskEngine):
         prompt_embeds: torch.Tensor,
         dense_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Mask logits ``[N, S, S]`` float32 from ``features`` (N frames) and ``prompt_embeds`` ``[N, P, C]``.
+        """Mask logits ``[BT, S, S]`` float32 from ``features`` (BT frames) and ``prompt_embeds`` ``[BT, P, C]``.
 
-        ``dense_embeds`` ``[N, C, h, w]`` (optional) is added to the no-mask dense embedding.
+        ``dense_embeds`` ``[BT, C, h, w]`` (optional) is added to the no-mask dense embedding.
 
         Gradients flow into ``prompt_embeds`` and every mask-decoder parameter (the IoU head, whose
         output the logits do not use, is tied in with weight 0 for distributed training).
         """
         prompts, image_pe, dense = self._decoder_inputs(features, prompt_embeds, dense_embeds)
         low_res, iou_scores = self.model.mask_decoder(
-            image_embeddings=features.maps[-1],  # [N, C, h, w]
+            image_embeddings=features.maps[-1],  # [BT, C, h, w]
             image_positional_embeddings=image_pe,
-            sparse_prompt_embeddings=prompts.unsqueeze(1),  # [N, 1, P, C]: one mask per frame
+            sparse_prompt_embeddings=prompts.unsqueeze(1),  # [BT, 1, P, C]: one mask per frame
             dense_prompt_embeddings=dense,
             multimask_output=False,
         )
         size = (self.image_size, self.image_size)
         logits = F.interpolate(low_res[:, 0].float(), size=size, mode="bilinear", align_corners=False)[:, 0]
-        return logits + 0.0 * iou_scores.sum()  # [N, S, S]
+        return logits + 0.0 * iou_scores.sum()  # [BT, S, S]
 
     @torch.no_grad()
     def propagate(
