@@ -15,7 +15,7 @@ SPATIOTEMPORAL_INSTRUCTION = (
 ANSWER_WITH_SPAN = f"Sure, the target object is {SEG_TOKEN}, and the temporal boundary is {LOC_TOKEN}."
 ANSWER_NO_SPAN = f"Sure, the target object is {SEG_TOKEN}."
 
-# GroundMoRe protocol (reference/metrics-and-formats.md §4.4, §5).
+# GroundMoRe protocol (its released evaluation script: 6 fps frames, 20 evaluated frames per clip).
 GROUNDMORE_FPS = 6
 GROUNDMORE_NUM_EVAL_FRAMES = 20
 GROUNDMORE_Q_TYPES = ("Causal", "Sequential", "Counterfactual", "Descriptive")

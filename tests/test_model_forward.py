@@ -44,6 +44,15 @@ def test_forward_backward_every_backbone_and_engine(backbone, engine, overrides)
     trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     assert trainable
     assert all(p.grad is not None for _, p in trainable), [n for n, p in trainable if p.grad is None]
+    # not None is what the graph-completion term guarantees; the losses themselves must reach every
+    # trained part (a module whose gradient is zero everywhere would never learn)
+    parts = {n.split(".")[0] for n, _ in trainable}
+    dead = [
+        part
+        for part in parts
+        if all(p.grad.count_nonzero() == 0 for n, p in trainable if n.split(".")[0] == part)
+    ]
+    assert not dead, dead
     decoder_grads = [p.grad.abs().sum() for n, p in trainable if n.startswith("mask_engine.")]
     assert sum(decoder_grads) > 0
 

@@ -210,13 +210,26 @@ def test_predict_window_prompts_equal_whole_clip_prompts(num_frames, style):
     ("engine", "propagation"), [("sam2", "memory"), ("sam2", "per_frame"), ("sam", "per_frame")]
 )
 def test_predict_with_the_motion_prompt(engine, propagation):
+    """predict feeds the motion prompt to the decoder: its (randomised) output changes the masks, and the
+    zero-initialised module leaves them as without it."""
     model = tiny_model("llava", engine, seed=6, **PAPER_STYLE).eval()
-    _randomise(model.motion_dense_prompt)
     frames, _ = moving_square_clip()
-    pred = model.predict(
-        frames, "Which object moves right?", mode="template", gate=False, propagation=propagation
-    )
-    assert pred.masks.shape == frames.shape[:3] and pred.masks.dtype == np.bool_
+
+    def masks() -> np.ndarray:
+        pred = model.predict(
+            frames, "Which object moves right?", mode="template", gate=False, propagation=propagation
+        )
+        assert pred.masks.shape == frames.shape[:3] and pred.masks.dtype == np.bool_
+        return pred.masks
+
+    at_init = masks()  # zero-initialised output: the decoder sees the no-mask embedding alone
+    module, model.motion_dense_prompt = model.motion_dense_prompt, None
+    without = masks()
+    model.motion_dense_prompt = module
+    _randomise(module)
+    with_prompt = masks()
+    assert np.array_equal(at_init, without)
+    assert not np.array_equal(with_prompt, without)
 
 
 def test_switching_on_for_an_old_checkpoint_starts_from_zero_init(tmp_path):

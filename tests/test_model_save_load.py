@@ -87,15 +87,22 @@ def test_predict_shapes_and_gating(saved, propagation):
 def test_predict_generate_without_seg_returns_empty_masks(saved, caplog):
     model, _ = saved
     clip, _ = moving_square_clip()
+    seg = model.config.seg_token_id
+
+    def never_seg(module, inputs, logits):  # generation can then never emit [SEG]
+        return logits.index_fill(-1, torch.tensor([seg], device=logits.device), float("-inf"))
+
+    handle = model.get_output_embeddings().register_forward_hook(never_seg)
     model.config.max_new_tokens = 4
     try:
         pred = model.predict([Image.fromarray(f) for f in clip], "Which object moves right?")
     finally:
         model.config.max_new_tokens = 24
+        handle.remove()
     assert pred.masks.shape == (NUM_FRAMES, *clip.shape[1:3])
-    if "[SEG]" not in pred.text:
-        assert not pred.masks.any() and pred.span is None
-        assert "no [SEG]" in caplog.text
+    assert "[SEG]" not in pred.text
+    assert not pred.masks.any() and pred.span is None
+    assert "no [SEG]" in caplog.text
 
 
 def test_load_model_from_folder_and_missing_paths(saved, tmp_path):

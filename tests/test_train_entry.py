@@ -180,3 +180,23 @@ def test_zero3_checkpoint_and_export(synthetic, tmp_path):
     model = MoRAForVideoGrounding.from_pretrained(str(out / "export"))
     assert all(p.numel() > 0 for p in model.parameters())  # full tensors, not empty ZeRO-3 partitions
     assert model.config.lora is None and not any("lora_" in n for n, _ in model.named_parameters())
+
+
+def test_default_flow_of_run_sh(tmp_path, monkeypatch):
+    """``bash run.sh`` without arguments (train/launch.py's ``main``): synthetic data -> train -> evaluate,
+    here on 12 videos and 2 optimizer steps."""
+    import train.launch as launch
+
+    for key, value in _env().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("CONFIG", raising=False)
+    monkeypatch.setattr(launch, "SYNTHETIC_VIDEOS", 12)
+    data, out = tmp_path / "synthetic", tmp_path / "run"
+    args = [*TINY[2:], f"data.datasets.0.spec.root={data}", f"train.output_dir={out}", "train.max_steps=2"]
+    monkeypatch.setattr(sys, "argv", ["train/launch.py", *args])
+    assert launch.main() == 0
+    assert (data / "train.json").is_file() and (data / "test.json").is_file()
+    assert _final(out)["step"] == 2 and (out / "export" / "config.json").is_file()
+    scores = json.loads((out / "eval" / "scores.json").read_text())
+    assert scores["overall"]["n"] > 0 and 0.0 <= scores["overall"]["JF"] <= 1.0
+    assert "baseline_empty" in scores and (out / "eval" / "ungated" / "scores.json").is_file()

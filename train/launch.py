@@ -27,7 +27,7 @@ from mora.utils.logging import get_logger, setup_cli_logging  # noqa: E402
 logger = get_logger("launch")
 
 DEFAULT_CONFIG = "train/configs/tiny.yaml"
-SYNTHETIC_ROOT = "data/synthetic"
+SYNTHETIC_ROOT = "data/synthetic"  # data.datasets[0] of DEFAULT_CONFIG
 # 1,000 videos: 600 train (about 1,700 questions), 50 val, 350 test (about 1,000 questions, at least 150 of
 # each type, so per-type scores are stable)
 SYNTHETIC_VIDEOS = 1000
@@ -70,7 +70,8 @@ def default_flow(args: list[str]) -> int:
     except ConfigError as err:
         logger.error("bad configuration: %s", err)
         return 2
-    synthetic = ROOT / SYNTHETIC_ROOT
+    # the training set's root (SYNTHETIC_ROOT unless overridden): generated, trained on and evaluated
+    synthetic = ROOT / run.data.datasets[0].spec["root"]
     rc = ensure_synthetic_data(synthetic, SYNTHETIC_VIDEOS)
     if rc:
         return rc

@@ -1,6 +1,6 @@
 """GroundMoRe evaluation with the official protocol (made exact where the released script is not).
 
-Protocol (reference/metrics-and-formats.md §2, §4.4, §5):
+Protocol (GroundMoRe's released evaluation script and paper):
 * frames of ``<video_dir>/images`` sorted numerically (the released script's unsorted listing is a bug);
 * 20 frames ``np.linspace(0, N - 1, 20).astype(int)`` over the whole clip;
 * ground truth = union of the question's objects (``obj_id`` "3" or "1, 2") in the palette mask PNG of

@@ -1,7 +1,7 @@
 """A reference learner on the tiny default's own batches: the yardstick for "does mora's default learn".
 
-The probe of `../shared/reference/learning-probe.md` ("design A") reached J&F 0.87 on the synthetic set in
-about 1,200 steps. This script trains a compact re-implementation of that design on exactly the batches
+A standalone learning probe of this design ("design A", written before mora's default and re-implemented
+here) reached J&F 0.87 on the synthetic set in about 1,200 steps. This script trains a compact re-implementation of that design on exactly the batches
 `bash run.sh` trains on (`train/configs/tiny.yaml`: same dataset, collator, video groups, loss weights and
 schedule shape) and prints the mask Dice and span BCE every 25 steps, to compare with the trainer's log of
 the default at the same step. It swaps in mora's own parts one at a time (`--stem clip` uses a CLIP tower

@@ -1,4 +1,4 @@
-"""The unified ``samples.jsonl`` format (design.md): one JSON object per line, paths relative to the root.
+"""The unified ``samples.jsonl`` format (what data_prep writes): one JSON object per line, paths relative to the root.
 
 ``{"id", "source", "video", "frames": [stems] | null, "fps", "height", "width", "question", "answer",
 "q_type", "obj_ids": [int], "span": [first, last] | null, "masks": {"<frame index>": RLE},
