@@ -17,6 +17,7 @@ Shape legend (used in every docstring and shape comment of the package):
     H, W  pixels of the input video  h, w  feature-grid or low-resolution mask size
     I  side of the square backbone frames  S  mask-engine input side (square, after resize + pad)
     vocab  vocabulary size
+Subscripts name a part: T_llm frames the language model sees, N_v / N_m its video / motion tokens.
 
 Public objects are imported lazily so that ``import mora.metrics`` does not pull in the model.
 """

@@ -64,7 +64,7 @@ def predict(
     answer = ANSWER_WITH_SPAN if mode == "template" else None
     ids, _ = processor.encode_sample(question, answer, T)
     input_ids = torch.tensor([ids], device=model.device)
-    pixel_values = pixel_values.unsqueeze(0).to(model.device, model.dtype)  # [1, T, 3, h, w]
+    pixel_values = pixel_values.unsqueeze(0).to(model.device, model.dtype)  # [1, T, 3, I, I]
     features, motion, llm_idx = model.encode_video(pixel_values)
     embeds = model.build_inputs_embeds(input_ids, pixel_values, features, llm_idx)
     if mode == "template":

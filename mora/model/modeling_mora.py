@@ -176,7 +176,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         """Per-frame features and motion tokens of every frame, and the frames the LM sees.
 
         Args:
-            pixel_values: ``[V, T, 3, h, w]`` backbone frames of V videos.
+            pixel_values: ``[V, T, 3, I, I]`` backbone frames of V videos.
 
         Returns:
             features (``grid [V, T, h', w', d]``, ``tokens [V, T, n, D]``; mixed across space and time by the
@@ -184,7 +184,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             s = `motion_stride` (None when off), and the sampled frame indices (``T_llm`` of them).
         """
         if pixel_values.ndim != 5:
-            raise ValueError(f"pixel_values must be [V, T, 3, h, w], got {tuple(pixel_values.shape)}")
+            raise ValueError(f"pixel_values must be [V, T, 3, I, I], got {tuple(pixel_values.shape)}")
         features = self.adapter.frame_features(pixel_values)
         if self.video_adapter is not None:
             grid = self.video_adapter(features.grid)
@@ -489,7 +489,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
 
         Args:
             input_ids, attention_mask: ``[B, L]`` after placeholder expansion (B questions).
-            pixel_values: ``[V, T, 3, h, w]`` backbone frames; mask_pixel_values ``[V, T, 3, S, S]`` (V videos).
+            pixel_values: ``[V, T, 3, I, I]`` backbone frames; mask_pixel_values ``[V, T, 3, S, S]`` (V videos).
             labels: ``[B, L]`` (IGNORE_INDEX outside the answer); gt_masks ``[B, T, S, S]``;
             mask_valid: ``[B, T]`` frames with a mask target; span_labels ``[B, T]``; span_valid ``[B]``.
             video_index: ``[B]`` the video of each question (default: question b is about video b).

@@ -143,7 +143,7 @@ class MoRAProcessor:
 
     # ------------------------------------------------------------------ frames
     def prepare_frames(self, video) -> tuple[torch.Tensor, torch.Tensor, ResizeGeometry]:
-        """Backbone frames ``[T, 3, h, w]``, mask-engine frames ``[T, 3, S, S]`` and the engine geometry."""
+        """Backbone frames ``[T, 3, I, I]``, mask-engine frames ``[T, 3, S, S]`` and the engine geometry."""
         pixel_values, _ = frames_to_tensor(
             video,
             self.backbone_image_size,
@@ -207,7 +207,7 @@ class MoRAProcessor:
             self.encode_sample(q, None if answers is None else answers[i], T) for i, q in enumerate(questions)
         ]
         data = self._pad(encoded)
-        data["pixel_values"] = torch.stack([f[0] for f in frames])  # [V, T, 3, h, w]
+        data["pixel_values"] = torch.stack([f[0] for f in frames])  # [V, T, 3, I, I]
         data["mask_pixel_values"] = torch.stack([f[1] for f in frames])  # [V, T, 3, S, S]
         if len(videos) != B or video_index != list(range(B)):
             data["video_index"] = torch.tensor(video_index, dtype=torch.long)  # [B]

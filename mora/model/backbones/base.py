@@ -66,7 +66,7 @@ class BackboneAdapter(ABC):
 
     @abstractmethod
     def frame_features(self, pixel_values: torch.Tensor) -> VisualFeatures:
-        """Features of every frame of ``pixel_values`` ``[B, T, 3, h, w]``."""
+        """Features of every frame of ``pixel_values`` ``[B, T, 3, I, I]``."""
 
     @abstractmethod
     def tokens_from_grid(self, grid: torch.Tensor) -> torch.Tensor:
@@ -78,7 +78,7 @@ class BackboneAdapter(ABC):
         """``[B, N_v, D]`` video tokens for the language model from the frames it sees.
 
         Args:
-            pixel_values: ``[B, T_llm, 3, h, w]`` the sampled frames.
+            pixel_values: ``[B, T_llm, 3, I, I]`` the sampled frames.
             features: their `VisualFeatures` (already computed for all frames, then indexed).
         """
 
