@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from transformers import PreTrainedModel
+from transformers import LlavaForConditionalGeneration, PreTrainedModel, Qwen2_5_VLForConditionalGeneration
 
 from mora.model.backbones.base import BackboneAdapter, VisualFeatures
 from mora.model.backbones.llava import LlavaAdapter
@@ -13,8 +13,6 @@ _ADAPTERS = {"llava": LlavaAdapter, "qwen2_5_vl": Qwen25VLAdapter}
 
 def build_vlm(vlm_config) -> PreTrainedModel:
     """The transformers VLM for a backbone config (random weights; load weights afterwards)."""
-    from transformers import LlavaForConditionalGeneration, Qwen2_5_VLForConditionalGeneration
-
     classes = {"llava": LlavaForConditionalGeneration, "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration}
     return classes[vlm_config.model_type](vlm_config)
 
