@@ -32,7 +32,9 @@ def load_manifest(path: Path = HERE / "MANIFEST.yaml") -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("names", nargs="*", help="manifest entries to download")
     parser.add_argument("--list", action="store_true", help="list the manifest entries and exit")
     parser.add_argument("--out", type=Path, default=HERE, help="parent folder (default: pretrain_weights/)")
@@ -42,7 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     manifest = load_manifest()
     if args.list or not args.names:
         for name, entry in manifest.items():
-            sys.stdout.write(f"{name:28s} {entry['repo_id']}@{entry.get('revision', 'main')}  {entry.get('used_by', '')}\n")
+            sys.stdout.write(
+                f"{name:28s} {entry['repo_id']}@{entry.get('revision', 'main')}  {entry.get('used_by', '')}\n"
+            )
         return 0
     unknown = [n for n in args.names if n not in manifest]
     if unknown:
