@@ -1,4 +1,4 @@
-"""The ``mora`` command: ``mora init-tiny``, ``mora predict`` and ``mora convert sam``.
+"""The ``mora`` command: ``mora init-tiny``, ``mora predict`` and ``mora convert {sam,sam2}``.
 
 User errors (missing files, bad arguments) print one clear line naming the file or argument and exit
 with status 2; no traceback.

@@ -1,8 +1,9 @@
 """Converters from original checkpoints to folders that transformers and mora load (``mora convert ...``).
 
 * ``convert_sam``: Meta's segment-anything ``.pth`` (ViT-B/L/H) -> transformers ``SamModel``.
+* ``convert_sam2``: Meta's SAM2 / SAM2.1 ``.pt`` (Hiera tiny/small/base+/large) -> ``Sam2VideoModel``.
 
-It reads sizes from the tensors, consume every source key (or ignore it by an explicit list), and write
+Both read sizes from the tensors, consume every source key (or ignore it by an explicit list), and write
 the output folder atomically; ``checkpoint_io`` holds the shared loading rules. The names below are
 imported on first use, so ``mora --help`` does not load transformers.
 """
@@ -17,6 +18,9 @@ _EXPORTS = {
     "load_state_dict": "mora.convert.checkpoint_io",
     "convert_sam": "mora.convert.sam",
     "convert_sam_state_dict": "mora.convert.sam",
+    "convert_sam2": "mora.convert.sam2",
+    "convert_sam2_state_dict": "mora.convert.sam2",
+    "HieraLayout": "mora.convert.sam2",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -29,12 +29,24 @@ def _run_sam(args: argparse.Namespace) -> Path:
     return convert_sam(args.checkpoint, check_out_folder(args.out, args.overwrite), dtype=args.dtype)
 
 
+def _run_sam2(args: argparse.Namespace) -> Path:
+    from mora.convert.checkpoint_io import check_out_folder
+    from mora.convert.sam2 import convert_sam2
+
+    return convert_sam2(args.checkpoint, check_out_folder(args.out, args.overwrite), dtype=args.dtype)
+
+
 # name -> (help, checkpoint help, runner)
 CONVERTERS: dict[str, tuple[str, str, Callable[[argparse.Namespace], Path]]] = {
     "sam": (
         "Meta's segment-anything checkpoint (ViT-B/L/H .pth) -> transformers SamModel folder",
         "sam_vit_{b,l,h}_*.pth (or .bin/.safetensors/.index.json)",
         _run_sam,
+    ),
+    "sam2": (
+        "Meta's SAM2 / SAM2.1 checkpoint (Hiera tiny/small/base+/large .pt) -> transformers Sam2VideoModel folder",
+        "sam2[.1]_hiera_*.pt (or .bin/.safetensors/.index.json)",
+        _run_sam2,
     ),
 }
 
