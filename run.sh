@@ -18,6 +18,9 @@ setup() {
     "$PY" -m pip install -q --upgrade pip
     "$PY" -m pip install -q "torch==2.13.0"
     "$PY" -m pip install -q -e ".[train,dev]"
+    # Meta's sam2 package (reference for the SAM2 conversion tests) builds a CUDA torch unless told not to
+    # (about 20 s with its dependencies from the dev extras).
+    SAM2_BUILD_CUDA=0 "$PY" -m pip install -q --no-deps --no-build-isolation "sam2==1.1.0"
     rm -f "$VENV"/.mora-setup-*
     touch "$stamp"
 }

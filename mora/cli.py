@@ -1,4 +1,4 @@
-"""The ``mora`` command: ``mora init-tiny`` and ``mora predict``.
+"""The ``mora`` command: ``mora init-tiny``, ``mora predict`` and ``mora convert {sam,sam2}``.
 
 User errors (missing files, bad arguments) print one clear line naming the file or argument and exit
 with status 2; no traceback.
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from mora.convert.cli import add_convert_parser
 from mora.utils.io import atomic_path, write_json_atomic
 from mora.utils.logging import get_logger, setup_cli_logging
 
@@ -98,6 +99,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from mora.convert import ConversionError
+    from mora.convert.cli import run_converter
+
+    try:
+        out = run_converter(args)
+    except ConversionError as err:
+        raise UserError(str(err)) from None
+    logger.info("converted %s into %s", args.checkpoint, out)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mora", description="MoRA: pixel-grounded motion reasoning in video"
@@ -119,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--no-gate", action="store_true", help="keep masks outside the predicted span")
     pred.add_argument("--device", default=None, help="torch device (default: CPU)")
     pred.set_defaults(func=cmd_predict)
+    add_convert_parser(sub, cmd_convert)
     return parser
 
 
