@@ -15,6 +15,7 @@ import numpy as np
 from mora.convert.cli import add_convert_parser
 from mora.utils.io import atomic_path, write_json_atomic
 from mora.utils.logging import get_logger, setup_cli_logging
+from mora.visual_prompts import VISUAL_PROMPTS
 
 logger = get_logger("cli")
 
@@ -79,7 +80,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         model = load_model(args.model, device=args.device)
     except CheckpointNotFoundError as err:
         raise UserError(f"--model: {err}") from err
-    pred = model.predict(frames, args.question, gate=not args.no_gate, mode=args.mode)
+    pred = model.predict(
+        frames, args.question, gate=not args.no_gate, mode=args.mode, visual_prompt=args.visual_prompt
+    )
     out = Path(args.out)
     with atomic_path(out / "masks") as tmp:
         tmp.mkdir()
@@ -93,6 +96,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             "frame_scores": scores,
             "text": pred.text,
             "frames": names,
+            "question": args.question,
+            "visual_prompt": args.visual_prompt,
         },
     )
     logger.info("span %s, text %r; wrote %s", pred.span, pred.text, out)
@@ -130,6 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--num-frames", type=int, default=None, help="sample this many frames (default: all)")
     pred.add_argument("--mode", choices=("generate", "template"), default="generate")
     pred.add_argument("--no-gate", action="store_true", help="keep masks outside the predicted span")
+    pred.add_argument(
+        "--visual-prompt",
+        choices=VISUAL_PROMPTS,
+        default="none",
+        help="MotionSight prompt on the language model's frames: spotlight / crop around a first pass's masks, "
+        "blur (motion trails), auto (chosen per question)",
+    )
     pred.add_argument("--device", default=None, help="torch device (default: CPU)")
     pred.set_defaults(func=cmd_predict)
     add_convert_parser(sub, cmd_convert)

@@ -21,6 +21,7 @@ def test_only_changed_predict_options_are_forwarded():
         "gate": False,
         "mode": "template",
     }
+    assert predict_kwargs_from_args(_parse("--visual-prompt", "auto")) == {"visual_prompt": "auto"}
 
 
 class _RecordingModel:

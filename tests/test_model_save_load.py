@@ -129,6 +129,10 @@ def test_cli_init_tiny_and_predict(tmp_path, capsys):
     assert sorted(p.name for p in (out / "masks").iterdir()) == [
         f"frame_{i:03d}.png" for i in range(NUM_FRAMES)
     ]
+    lit = tmp_path / "lit"
+    assert main([*args, "--out", str(lit), "--mode", "template", "--visual-prompt", "spotlight"]) == 0
+    assert json.loads((lit / "prediction.json").read_text())["visual_prompt"] == "spotlight"
+    assert len(list((lit / "masks").iterdir())) == NUM_FRAMES
     assert (
         main(
             [

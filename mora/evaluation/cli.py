@@ -18,6 +18,7 @@ from mora.evaluation.runner import EvaluationError, RunOptions
 from mora.evaluation.scoring import default_workers
 from mora.utils.io import UnsafePathError
 from mora.utils.logging import setup_cli_logging
+from mora.visual_prompts import VISUAL_PROMPTS
 
 USER_ERRORS = (
     DatasetFormatError,
@@ -59,6 +60,13 @@ def add_common_args(parser: argparse.ArgumentParser, *, out_required: bool = Tru
         default="generate",
         help="--model mode: generate the answer, or teacher-force the answer template",
     )
+    parser.add_argument(
+        "--visual-prompt",
+        choices=VISUAL_PROMPTS,
+        default="none",
+        help="--model mode: a MotionSight prompt on the language model's frames (spotlight / crop: a first "
+        "pass's masks, aggregated into boxes; blur: motion trails; auto: chosen per question)",
+    )
 
 
 def predict_kwargs_from_args(args: argparse.Namespace) -> dict:
@@ -68,6 +76,8 @@ def predict_kwargs_from_args(args: argparse.Namespace) -> dict:
         kwargs["gate"] = False
     if args.predict_mode != "generate":
         kwargs["mode"] = args.predict_mode
+    if args.visual_prompt != "none":
+        kwargs["visual_prompt"] = args.visual_prompt
     return kwargs
 
 

@@ -19,6 +19,7 @@ from mora.model.heads import MaskPooledSpanHead
 from mora.model.prediction import Prediction
 from mora.processing.image_ops import logits_to_frames
 from mora.utils.logging import get_logger
+from mora.visual_prompts import VISUAL_PROMPTS, choose_prompt, prepare_prompted_frames
 
 logger = get_logger("inference")
 PREDICT_MODES = ("generate", "template")
@@ -35,6 +36,7 @@ def predict(
     mode: str = "generate",
     propagation=None,
     with_ungated: bool = False,
+    visual_prompt: str = "none",
 ):
     """Grounded answer for one clip.
 
@@ -47,19 +49,33 @@ def predict(
         propagation: ``"memory"`` or ``"per_frame"`` (default: ``model.config.propagation``).
         with_ungated: also return the masks of every frame before span gating (``ungated_masks``), decoded
             per frame in the same pass (the span-gating ablation without a second run).
+        visual_prompt: a MotionSight prompt on the frames the language model sees (`mora.visual_prompts`;
+            the mask engine keeps the original frames): ``"none"``; ``"blur"`` (motion trails, one pass);
+            ``"spotlight"`` / ``"crop"`` (a first pass predicts the masks, their boxes are aggregated over
+            time, the backbone's frames are darkened outside / cropped to them, and a second pass answers);
+            ``"auto"`` picks per question (`choose_prompt`).
 
     Returns:
         `Prediction` with masks ``[T, H, W]`` bool, span, frame_scores ``[T]`` and text.
     """
     if mode not in PREDICT_MODES:
         raise ValueError(f"mode must be one of {PREDICT_MODES}, got {mode!r}")
+    if visual_prompt not in VISUAL_PROMPTS:
+        raise ValueError(f"visual_prompt must be one of {VISUAL_PROMPTS}, got {visual_prompt!r}")
     propagation = propagation or model.config.propagation
     if propagation not in ("memory", "per_frame"):
         raise ValueError(f"propagation must be 'memory' or 'per_frame', got {propagation!r}")
     processor = model.processor
     if processor is None:
         raise ValueError("model.processor is not set; load the model with from_pretrained or attach one")
+    prompt = choose_prompt(question) if visual_prompt == "auto" else visual_prompt
     pixel_values, mask_pixel_values, geometry = processor.prepare_frames(frames)
+    if prompt != "none":
+        video = np.stack([np.asarray(f.convert("RGB")) if hasattr(f, "convert") else f for f in frames])
+        first = None
+        if prompt in ("spotlight", "crop"):  # the first pass's answer, gated by its own span
+            first = predict(model, video, question, gate=True, mode=mode, propagation=propagation).masks
+        pixel_values = processor.prepare_frames(prepare_prompted_frames(video, prompt, first))[0]
     T = pixel_values.shape[0]
     answer = ANSWER_WITH_SPAN if mode == "template" else None
     ids, _ = processor.encode_sample(question, answer, T)

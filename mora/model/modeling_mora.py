@@ -616,10 +616,18 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         mode: str = "generate",
         propagation=None,
         with_ungated: bool = False,
+        visual_prompt: str = "none",
     ):
         """Grounded answer for one video; see `mora.model.inference.predict`."""
         return predict(
-            self, frames, question, gate=gate, mode=mode, propagation=propagation, with_ungated=with_ungated
+            self,
+            frames,
+            question,
+            gate=gate,
+            mode=mode,
+            propagation=propagation,
+            with_ungated=with_ungated,
+            visual_prompt=visual_prompt,
         )
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: Any) -> None:
