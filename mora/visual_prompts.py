@@ -265,6 +265,32 @@ def window_boxes(windows: list[BoxWindow], num_frames: int) -> np.ndarray:
     return out
 
 
+def jitter_boxes(
+    boxes: np.ndarray,
+    frame_size: tuple[int, int],
+    rng: np.random.Generator,
+    *,
+    grow: tuple[float, float] = (1.1, 1.4),
+    shift: float = 0.1,
+    displace: bool = False,
+) -> np.ndarray:
+    """Boxes ``[T, 4]`` as a training augmentation draws them: one random growth (by a factor in ``grow``) and
+    shift (up to ``shift`` x the box size) for the whole clip, clipped to the frame ``(H, W)``. ``displace``
+    moves the boxes to another place of the frame (a wrong spotlight). NaN rows stay NaN."""
+    H, W = frame_size
+    boxes = np.asarray(boxes, dtype=np.float64).copy()
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2  # [T, 2] (x, y)
+    size = (boxes[:, 2:] - boxes[:, :2]) * rng.uniform(*grow)
+    centre = centre + size * rng.uniform(-shift, shift, 2)
+    if displace:  # a random other place, at least a box away where the frame allows
+        centre = centre + size * rng.choice([-1.0, 1.0], 2) * rng.uniform(1.0, 2.0, 2)
+        centre = np.stack([np.clip(centre[:, 0], 0, W), np.clip(centre[:, 1], 0, H)], axis=1)
+    out = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+    out[:, [0, 2]] = np.clip(out[:, [0, 2]], 0, W)
+    out[:, [1, 3]] = np.clip(out[:, [1, 3]], 0, H)
+    return out
+
+
 _CAMERA = re.compile(
     r"\b(camera|cameraman|shot|pan(s|ning|ned)?|tilt(s|ing|ed)?|zoom(s|ing|ed)?|dolly|viewpoint)\b"
 )

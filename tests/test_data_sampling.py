@@ -223,3 +223,62 @@ def test_masks_outside_the_span_are_supervised_on_request(root):
         assert np.array_equal(a.masks[in_span], b.masks[in_span]) and not a.masks[~in_span].any()
         seen_outside |= bool(b.masks[~in_span].any())  # the answer object is there outside its motion
     assert seen_outside
+
+
+def _answer_track(sample, indices):
+    return np.stack([sample.masks[i] for i in indices])
+
+
+def test_spotlight_augmentation_darkens_the_language_models_frames_around_the_answer(root):
+    from mora.presets import tiny
+    from mora.processing.processing_mora import MoRAProcessor
+    from mora.processing.tokenizer import build_tiny_tokenizer
+
+    spec = dict(format="groundmore", root=str(root), meta="train.json", mask_outside_span=True)
+    plain = build_dataset(DatasetSpec(**spec), num_frames=8, seed=0)
+    lit = build_dataset(
+        DatasetSpec(**spec, spotlight_prob=1.0, spotlight_distractor_prob=0.0), num_frames=8, seed=0
+    )
+    for i in range(6):
+        a, b = plain[i], lit[i]
+        assert a.llm_frames is None and np.array_equal(a.frames, b.frames)  # the engine's frames are original
+        track = _answer_track(lit.samples[i], b.frame_indices)
+        changed = (b.llm_frames != b.frames).any(axis=-1)  # [T, H, W]
+        assert changed[track].mean() < 0.2  # the answer object stays lit
+        assert changed[~track & (b.frames.max(-1) > 20)].mean() > 0.3  # much of the rest is darkened
+        assert (b.llm_frames.astype(int) <= b.frames.astype(int)).all()
+    processor = MoRAProcessor.from_config(tiny(num_frames=8), build_tiny_tokenizer())
+    batch = MoRACollator(processor)([lit[0], plain[0]])
+    assert batch["pixel_values"].shape[0] == 2
+    torch.testing.assert_close(batch["pixel_values"][0], processor.prepare_frames(lit[0].llm_frames)[0])
+    torch.testing.assert_close(batch["mask_pixel_values"][0], batch["mask_pixel_values"][1])
+
+
+def test_spotlight_distractors_light_another_object_of_the_video(root):
+    spec = dict(format="groundmore", root=str(root), meta="train.json", video_groups=True)
+    darkened = {}
+    for p in (0.0, 1.0):
+        ds = build_dataset(
+            DatasetSpec(**spec, spotlight_prob=1.0, spotlight_distractor_prob=p), num_frames=8, seed=0
+        )
+        by_id = {s.id: s for s in ds.samples}
+        own_dark, other_lit = [], []
+        for g in range(len(ds)):
+            group = ds[g]
+            assert len({id(e.llm_frames) for e in group}) == len(group)  # each question its own prompt
+            for e in group:
+                sample = by_id[e.sample_id]
+                others = [by_id[o.sample_id] for o in group]
+                others = [o for o in others if set(o.obj_ids).isdisjoint(sample.obj_ids)]
+                if not others:
+                    continue
+                own = _answer_track(sample, e.frame_indices)
+                changed = (e.llm_frames != e.frames).any(axis=-1)
+                own_dark.append(changed[own].mean())
+                tracks = [_answer_track(o, e.frame_indices) & ~own for o in others]
+                other_lit.append(max(1 - changed[t].mean() for t in tracks if t.any()))
+        darkened[p] = (np.mean(own_dark), np.mean(other_lit))
+    assert darkened[0.0][0] < 0.15 < 0.5 < darkened[1.0][0]  # the answer is lit, or (distractors) mostly not
+    assert darkened[1.0][1] > 0.8  # while another object of the video is
+    with pytest.raises(ValueError, match="spotlight_prob"):
+        SamplingConfig(spotlight_prob=1.5)

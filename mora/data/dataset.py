@@ -46,6 +46,8 @@ class DatasetSpec:
     max_side: int | None = None  # downscale frames larger than this before the processor
     use_span: bool = True  # answer with [LOC] and train the span when the sample has one
     mask_outside_span: bool = False  # supervise masks on every annotated frame, also outside the span
+    spotlight_prob: float = 0.0  # MotionSight spotlight augmentation of the LM's frames (SamplingConfig)
+    spotlight_distractor_prob: float = 0.25  # of those, around another object instead of the answer
     video_groups: bool = False  # one item = every question of one video on one draw of its frames
     include_no_target: bool = False  # ReVOS type_id 2 / expressions without objects
     q_types: list[str] | None = None  # keep only these question types
@@ -142,6 +144,8 @@ def build_dataset(spec: DatasetSpec, *, num_frames: int, seed: int) -> VideoGrou
         max_side=spec.max_side,
         use_span=spec.use_span,
         mask_outside_span=spec.mask_outside_span,
+        spotlight_prob=spec.spotlight_prob,
+        spotlight_distractor_prob=spec.spotlight_distractor_prob,
     )
     samples = load_samples(spec)
     logger.info("dataset %s: %d samples", spec.name, len(samples))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from mora import visual_prompts
 from mora.constants import ANSWER_NO_SPAN, ANSWER_WITH_SPAN
 from mora.data.errors import DatasetFormatError
 from mora.data.schema import TrainingExample, VideoSample
@@ -37,8 +38,17 @@ class SamplingConfig:
     # True: with a span, masks are still supervised on every annotated frame (the answer object outside its
     # motion too); in/out of the span is then learned by the span head alone
     mask_outside_span: bool = False
+    # MotionSight spotlight as augmentation: with this probability the language model's frames are darkened
+    # outside jittered boxes of the answer object (aggregated over time as at inference), and in
+    # ``spotlight_distractor_prob`` of those cases around another object (or a displaced box) instead, so the
+    # model learns to use the cue without trusting it blindly; the mask engine keeps the original frames
+    spotlight_prob: float = 0.0
+    spotlight_distractor_prob: float = 0.25
 
     def __post_init__(self) -> None:
+        for name in ("spotlight_prob", "spotlight_distractor_prob"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {self.num_frames}")
         if self.strategy not in SAMPLING_STRATEGIES:
@@ -147,6 +157,49 @@ def _question_targets(
     return masks, valid, span
 
 
+def _object_track(sample: VideoSample, indices: list[int], shape: tuple[int, int]) -> np.ndarray:
+    """``[T, H, W]`` bool masks of the sample's objects on the sampled frames (empty where not annotated)."""
+    track = np.zeros((len(indices), *shape), dtype=bool)
+    for t, index in enumerate(indices):
+        if sample.masks.is_annotated(index):
+            track[t] = sample.masks[index]
+    return track
+
+
+def _spotlit_frames(
+    sample: VideoSample,
+    others: Sequence[VideoSample],
+    indices: list[int],
+    frames: np.ndarray,
+    original_shape: tuple[int, int],
+    config: SamplingConfig,
+    rng: np.random.Generator,
+) -> np.ndarray | None:
+    """The language model's frames under a spotlight augmentation (`SamplingConfig.spotlight_prob`), or None.
+
+    Boxes of the answer object (or, as a distractor, of another object of the video: ``others`` with other
+    object ids; without one, the answer's boxes moved elsewhere) are aggregated over time like the inference
+    prompt's, jittered (grown 10-40 %, shifted up to 10 % of their size) and the rest darkened by 60-90 %.
+    """
+    if config.spotlight_prob == 0 or rng.random() >= config.spotlight_prob:
+        return None
+    source = sample
+    displace = False
+    if rng.random() < config.spotlight_distractor_prob:
+        candidates = [o for o in others if set(o.obj_ids).isdisjoint(sample.obj_ids)]
+        if candidates:
+            source = candidates[int(rng.integers(len(candidates)))]
+        else:
+            displace = True
+    T, H, W = frames.shape[:3]
+    boxes = visual_prompts.boxes_from_masks(_object_track(source, indices, original_shape))
+    boxes[:, [0, 2]] *= W / original_shape[1]
+    boxes[:, [1, 3]] *= H / original_shape[0]
+    boxes = visual_prompts.window_boxes(visual_prompts.aggregate_boxes(boxes, (H, W)), T)
+    boxes = visual_prompts.jitter_boxes(boxes, (H, W), rng, displace=displace)
+    return visual_prompts.spotlight(frames, boxes, darken=float(rng.uniform(0.6, 0.9)), pad=0)
+
+
 def _example(
     sample: VideoSample,
     indices: list[int],
@@ -154,11 +207,13 @@ def _example(
     original_shape: tuple[int, int],
     config: SamplingConfig,
     rng: np.random.Generator,
+    others: Sequence[VideoSample] = (),
 ) -> TrainingExample:
     masks, valid, span = _question_targets(sample, indices, original_shape, config)
     size = _target_size(masks.shape, config.max_side)
     if size is not None:
         masks = _resize(masks.view(np.uint8), size, Image.NEAREST).astype(bool)
+    llm_frames = _spotlit_frames(sample, others, indices, frames, original_shape, config, rng)
     return TrainingExample(
         frames=frames,
         question=question_for(sample, rng),
@@ -170,6 +225,7 @@ def _example(
         source=sample.source,
         q_type=sample.q_type,
         frame_indices=list(indices),
+        llm_frames=llm_frames,
     )
 
 
@@ -204,4 +260,4 @@ def make_video_group(
         raise ValueError(f"a video group mixes videos: {sorted({str(s.video) for s in samples})}")
     indices = jittered_linspace(first.num_frames, config.num_frames, rng if config.jitter else None)
     frames, shape = _load(first, indices, config)
-    return [_example(s, indices, frames, shape, config, rng) for s in samples]
+    return [_example(s, indices, frames, shape, config, rng, samples) for s in samples]

@@ -70,6 +70,8 @@ class TrainingExample:
     masks:      [T, H, W] bool   target union (empty where there is no target)
     mask_valid: [T] bool         frames whose mask is a training target
     span:       inclusive indices into the T sampled frames, or None
+    llm_frames: [T, H, W, 3] uint8 frames the language model sees when they differ from ``frames`` (a
+                visual-prompt augmentation); the mask engine always reads ``frames``
     """
 
     frames: np.ndarray
@@ -82,9 +84,14 @@ class TrainingExample:
     source: str
     q_type: str | None
     frame_indices: list[int] = field(default_factory=list)  # indices into the source video
+    llm_frames: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         T, H, W, C = self.frames.shape
+        if self.llm_frames is not None and (
+            self.llm_frames.shape != self.frames.shape or self.llm_frames.dtype != np.uint8
+        ):
+            raise ValueError(f"llm_frames {self.llm_frames.shape} do not match frames {self.frames.shape}")
         if C != 3 or self.frames.dtype != np.uint8:
             raise ValueError(
                 f"frames must be [T, H, W, 3] uint8, got {self.frames.shape} {self.frames.dtype}"

@@ -179,6 +179,7 @@ class MoRAProcessor:
         mask_valid: Sequence[np.ndarray] | None = None,
         spans: Sequence[tuple[int, int] | None] | None = None,
         video_index: Sequence[int] | None = None,
+        llm_videos: Sequence[Any | None] | None = None,
     ) -> BatchFeature:
         """A right-padded batch with exactly the keyword arguments of ``MoRAForVideoGrounding.forward``.
 
@@ -198,6 +199,13 @@ class MoRAProcessor:
                 raise ValueError(f"video_index {bad} outside the {len(videos)} videos given")
         _check_lengths(B, answers=answers, masks=masks, mask_valid=mask_valid, spans=spans)
         frames = [self.prepare_frames(v) for v in videos]
+        if llm_videos is not None:
+            if len(llm_videos) != len(videos):
+                raise ValueError(f"llm_videos has {len(llm_videos)} entries for {len(videos)} videos")
+            frames = [
+                f if v is None else (self.prepare_frames(v)[0], *f[1:])
+                for f, v in zip(frames, llm_videos, strict=True)
+            ]
         T = frames[0][0].shape[0]
         if any(f[0].shape[0] != T for f in frames):
             raise ValueError(
