@@ -91,6 +91,9 @@ class MoRAConfig(PretrainedConfig):
         video_adapter_dim, video_adapter_heads: width and heads of its blocks.
         video_adapter_differences: the adapter's input also holds each cell's differences to the previous
             and next frame.
+        video_adapter_flow: the adapter's input also holds each cell's motion (dx, dy) from the previous frame
+            and to the next, estimated from the backbone frames by brightness constancy (`normal_flow`): the
+            direction an object moves, which differences of cell features leave implicit.
         grounding_reader_layers: decoder layers of the `GroundingReader`, in which the ``[SEG]`` and ``[LOC]``
             states attend to every frame's full grid tokens before the heads read them; 0 = off.
         grounding_reader_heads: its attention heads.
@@ -101,6 +104,10 @@ class MoRAConfig(PretrainedConfig):
             engine's logits); 0 = off (the engine's decoder alone).
         pixel_mask_differences: the pixel MLP of the `PixelMaskPath` also reads each frame's differences to
             the previous and next frame of the clip (what moved, at full resolution).
+        pixel_mask_stem: width of a small strided convolution stem (two stride-2 3x3 convolutions) over each
+            frame and its differences to the neighbouring frames whose S/4 features, dotted with the query and
+            upsampled, add a finer term than the vision grid to the `PixelMaskPath`'s logits (like SAM2's
+            high-resolution features); 0 = off.
         span_head: ``"tokens"`` (`TemporalHead`: the ``[LOC]`` query against each frame's visual and motion
             tokens) or ``"mask_pooled"`` (`MaskPooledSpanHead`: each frame scored from the grid tokens under
             the predicted mask of the answer object and that mask's motion; masks are decoded on every frame
@@ -152,11 +159,13 @@ class MoRAConfig(PretrainedConfig):
     video_adapter_dim: int = 256
     video_adapter_heads: int = 4
     video_adapter_differences: bool = False
+    video_adapter_flow: bool = False
     grounding_reader_layers: int = 0
     grounding_reader_heads: int = 4
     use_video_dense_prompt: bool = False
     pixel_mask_dim: int = 0
     pixel_mask_differences: bool = False
+    pixel_mask_stem: int = 0
     span_head: str = "tokens"
     frame_prompts: bool = False
     seg_hidden_offset: int = 0

@@ -13,7 +13,7 @@ from mora.model.grounding_reader import GroundingReader
 from mora.model.heads import MaskPooledSpanHead
 from mora.model.packing import slots_by_video
 from mora.model.pixel_mask_path import PixelMaskPath
-from mora.model.video_adapter import VideoAdapter, neighbour_differences
+from mora.model.video_adapter import VideoAdapter, neighbour_differences, normal_flow
 from mora.model.video_dense_prompt import VideoDensePrompt
 
 
@@ -219,3 +219,59 @@ def test_predict_returns_ungated_masks_of_the_same_pass():
         inside = slice(pred.span[0], pred.span[1] + 1)
         assert np.array_equal(pred.masks[inside], pred.ungated_masks[inside])
     assert model.predict(frames, "Which object moves right?", mode="template").ungated_masks is None
+
+
+@pytest.mark.parametrize("dx, dy", [(3, 0), (0, -3), (-2, 0), (0, 4)])
+def test_normal_flow_points_along_the_motion(dx, dy):
+    g = torch.Generator().manual_seed(0)
+    T, S = 6, 64
+    frames = torch.rand(1, T, 3, S, S, generator=g) * 0.3
+    for t in range(T):
+        y0, x0 = 24 + dy * t, 20 + dx * t
+        frames[0, t, 0, y0 : y0 + 12, x0 : x0 + 12] = 1.0
+    flow = normal_flow(frames, (8, 8))  # [1, T, 8, 8, 4]
+    assert flow.shape == (1, T, 8, 8, 4)
+    assert flow[:, 0, ..., :2].abs().sum() == 0 and flow[:, -1, ..., 2:].abs().sum() == 0  # no frame there
+    moving = flow[0, 1:-1].norm(dim=-1) > 0.5  # cells where the square moves
+    assert moving.any()
+    mean = flow[0, 1:-1][moving].mean(0)  # (dx, dy) before, (dx, dy) after
+    truth = torch.tensor([dx, dy] * 2, dtype=torch.float32)
+    assert torch.nn.functional.cosine_similarity(mean, truth, dim=0) > 0.9
+    still = normal_flow(frames[:, :1].expand(1, T, 3, S, S), (8, 8))
+    assert still.abs().max() < 1e-5  # nothing moves
+
+
+def test_video_adapter_reads_the_flow_of_its_clip():
+    torch.manual_seed(0)
+    adapter = VideoAdapter(5, 8, 1, 2, flow=True)
+    assert adapter.inp.in_features == 9
+    torch.nn.init.normal_(adapter.out.weight)
+    grid, pix = torch.randn(2, 4, 8, 8, 5), torch.randn(2, 4, 3, 64, 64)
+    moved = pix.roll(2, dims=-1)
+    moved[:, 0] = pix[:, 0]
+    assert not torch.allclose(adapter(grid, pix), adapter(grid, moved))
+    with pytest.raises(ValueError, match="pixel_values"):
+        adapter(grid)
+
+
+def test_pixel_mask_path_stem_reads_fine_features_and_keeps_windows_exact():
+    torch.manual_seed(0)
+    path = PixelMaskPath(query_dim=8, grid_dim=6, dim=4, stem=5)
+    V, T, S = 2, 5, 16
+    pix, grid = torch.randn(V, T, 3, S, S), torch.randn(V, T, 2, 2, 6)
+    inputs = path.inputs(pix)
+    assert inputs.shape == (V, T, 9, S, S)  # the stem reads the frame differences
+    seg, index = torch.randn(3, 8), torch.tensor([0, 1, 1])
+    logits = path(inputs, seg, grid, index)
+    for b, v in enumerate(index.tolist()):
+        fine = torch.einsum("e,tehw->thw", path.query(seg[b]), path.stem(inputs[v]))  # [T, S/4, S/4]
+        cells = path.grid(grid[v]).permute(0, 3, 1, 2)
+        embeds = path.pixels(inputs[v, :, :3]) + torch.nn.functional.interpolate(
+            cells, size=S, mode="bilinear"
+        )
+        expected = torch.einsum("e,tehw->thw", path.query(seg[b]), embeds)
+        expected = expected + torch.nn.functional.interpolate(fine[None], size=S, mode="bilinear")[0]
+        torch.testing.assert_close(logits[b], expected, atol=1e-5, rtol=1e-5)
+    window = [1, 3]
+    part = path(path.inputs(pix, window), seg, grid[:, window], index)
+    torch.testing.assert_close(part, logits[:, window], atol=1e-5, rtol=1e-5)

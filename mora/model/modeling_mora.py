@@ -121,6 +121,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
                 config.video_adapter_layers,
                 config.video_adapter_heads,
                 config.video_adapter_differences,
+                config.video_adapter_flow,
             )
             if config.video_adapter_layers
             else None
@@ -136,7 +137,9 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             else None
         )
         self.pixel_mask_path = (
-            PixelMaskPath(hidden, grid_dim, config.pixel_mask_dim, config.pixel_mask_differences)
+            PixelMaskPath(
+                hidden, grid_dim, config.pixel_mask_dim, config.pixel_mask_differences, config.pixel_mask_stem
+            )
             if config.pixel_mask_dim
             else None
         )
@@ -187,7 +190,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             raise ValueError(f"pixel_values must be [V, T, 3, I, I], got {tuple(pixel_values.shape)}")
         features = self.adapter.frame_features(pixel_values)
         if self.video_adapter is not None:
-            grid = self.video_adapter(features.grid)
+            grid = self.video_adapter(features.grid, pixel_values)
             features = VisualFeatures(grid=grid, tokens=self.adapter.tokens_from_grid(grid))
         T = pixel_values.shape[1]
         motion = None

@@ -41,12 +41,26 @@ class PixelMaskPath(nn.Module):
             (9 input channels instead of 3; `inputs`).
     """
 
-    def __init__(self, query_dim: int, grid_dim: int, dim: int, differences: bool = False) -> None:
+    def __init__(
+        self, query_dim: int, grid_dim: int, dim: int, differences: bool = False, stem: int = 0
+    ) -> None:
         super().__init__()
         self.dim = dim
         self.differences = differences
         channels = 9 if differences else 3
+        self.input_channels = 9 if (differences or stem) else 3
         self.pixels = nn.Sequential(nn.Conv2d(channels, dim, 3, padding=1), nn.GELU(), nn.Conv2d(dim, dim, 1))
+        self.stem = (
+            nn.Sequential(
+                nn.Conv2d(9, stem, 3, 2, 1),
+                nn.GELU(),
+                nn.Conv2d(stem, stem, 3, 2, 1),
+                nn.GELU(),
+                nn.Conv2d(stem, dim, 1),
+            )
+            if stem
+            else None
+        )
         self.grid = nn.Linear(grid_dim, dim) if grid_dim else None
         self.query = nn.Linear(query_dim, dim)
 
@@ -56,7 +70,7 @@ class PixelMaskPath(nn.Module):
         ``x_{t+1} - x_t`` (c = 9; zero where the clip has no such frame), so a window of frames keeps the
         differences to its neighbours outside the window."""
         current = pixel_values if frames is None else pixel_values[:, frames]
-        if not self.differences:
+        if self.input_channels == 3:
             return current
         return torch.cat([current, *neighbour_differences(pixel_values, frames)], dim=2)
 
@@ -96,9 +110,9 @@ class PixelMaskPath(nn.Module):
         """
         V, T, c, H, W = pixel_values.shape
         B = seg_states.shape[0]
-        if c != self.pixels[0].in_channels:
+        if c != self.input_channels:
             raise ValueError(
-                f"this PixelMaskPath reads {self.pixels[0].in_channels} channels per pixel, got {c}; pass inputs()"
+                f"this PixelMaskPath reads {self.input_channels} channels per pixel, got {c}; pass inputs()"
             )
         if self.grid is not None and grid is None:
             raise ValueError("this PixelMaskPath reads the vision grid; pass grid [V, T, h, w, d]")
@@ -108,11 +122,18 @@ class PixelMaskPath(nn.Module):
         queries = self.query(seg_states.to(self.query.weight.dtype))  # [B, e]
         rows, slots = slots_by_video(video_index, V)
         packed = queries.new_zeros(V * slots, self.dim).index_copy(0, rows, queries).view(V, slots, self.dim)
-        pixels = self.pixel_embeddings(pixel_values.flatten(0, 1)).view(V, T * H * W, self.dim)
+        mlp_in = pixel_values[:, :, : self.pixels[0].in_channels]
+        pixels = self.pixel_embeddings(mlp_in.flatten(0, 1)).view(V, T * H * W, self.dim)
         logits = torch.bmm(packed, pixels.transpose(1, 2)).view(V * slots, T, H, W)[rows]  # [B, T, S, S]
         if self.grid is not None:
             h, w = grid.shape[2:4]
             cells = self.grid(grid.to(queries.dtype)).view(V, T * h * w, self.dim)
             coarse = torch.bmm(packed, cells.transpose(1, 2)).view(V * slots, T, h, w)[rows]  # [B, T, h, w]
             logits = logits + F.interpolate(coarse, size=(H, W), mode="bilinear", align_corners=False)
+        if self.stem is not None:
+            x = self.stem(pixel_values.flatten(0, 1).to(queries.dtype))  # [V*T, e, H/4, W/4]
+            h, w = x.shape[-2:]
+            x = x.view(V, T, self.dim, h * w).permute(0, 1, 3, 2).reshape(V, T * h * w, self.dim)
+            fine = torch.bmm(packed, x.transpose(1, 2)).view(V * slots, T, h, w)[rows]  # [B, T, H/4, W/4]
+            logits = logits + F.interpolate(fine, size=(H, W), mode="bilinear", align_corners=False)
         return logits.float()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -44,6 +45,51 @@ def neighbour_differences(
     at = torch.arange(T) if frames is None else torch.as_tensor(frames, dtype=torch.long)
     current = x[:, at]
     return current - x[:, (at - 1).clamp(min=0)], x[:, (at + 1).clamp(max=T - 1)] - current
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``x [N, c, H, W]`` (replicate padding)."""
+    radius = max(1, int(round(2 * sigma)))
+    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    c = x.shape[1]
+    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+
+def normal_flow(pixel_values: torch.Tensor, grid: tuple[int, int], sigma: float = 2.0) -> torch.Tensor:
+    """Per-cell motion estimates of clips from brightness constancy (Lucas-Kanade's normal equations).
+
+    For a frame pair (a, b) the displacement v of a cell satisfies ``I_b - I_a ~ -v . grad I``, so
+    ``m = -sum(I_t grad I) / sum(|grad I|^2)`` over the cell's pixels (and colour channels) points along v
+    (the structure tensor is positive semi-definite) and has its scale in pixels. Frames are blurred first
+    so that displacements of a few pixels stay within the linear range.
+
+    Args:
+        pixel_values: ``[V, T, c, H, W]`` frames of V clips.
+        grid: (h, w) cells per frame.
+
+    Returns:
+        ``[V, T, h, w, 4]``: (dx, dy) from the previous frame to this one, then from this one to the next
+        (pixels, clamped to +-8; zero where the clip has no such frame).
+    """
+    V, T, c, H, W = pixel_values.shape
+    x = _blur(pixel_values.float().flatten(0, 1), sigma).view(V, T, c, H, W)
+    a, b = x[:, :-1], x[:, 1:]  # the pairs (t, t+1)
+    mean = 0.5 * (a + b)
+    gx = torch.zeros_like(mean)
+    gy = torch.zeros_like(mean)
+    gx[..., 1:-1] = 0.5 * (mean[..., 2:] - mean[..., :-2])
+    gy[..., 1:-1, :] = 0.5 * (mean[..., 2:, :] - mean[..., :-2, :])
+    it = b - a
+    terms = torch.stack([-(it * gx).sum(2), -(it * gy).sum(2), (gx * gx + gy * gy).sum(2)], dim=2)
+    pooled = F.adaptive_avg_pool2d(terms.flatten(0, 1), grid).view(V, T - 1, 3, *grid)
+    flow = (pooled[:, :, :2] / (pooled[:, :, 2:] + 1e-4)).clamp(-8, 8)  # [V, T-1, 2, h, w]
+    between = flow.permute(0, 1, 3, 4, 2)  # [V, T-1, h, w, 2]: pair (t, t+1)
+    zero = between.new_zeros(V, 1, *grid, 2)
+    return torch.cat([torch.cat([zero, between], 1), torch.cat([between, zero], 1)], dim=-1)
 
 
 def grid_positions(h: int, w: int, dim: int, device: torch.device) -> torch.Tensor:
@@ -92,7 +138,9 @@ class VideoAdapter(nn.Module):
             (``g_t - g_{t-1}``, ``g_{t+1} - g_t``; zero at the clip's ends): what arrived in and left the cell.
     """
 
-    def __init__(self, in_dim: int, dim: int, layers: int, heads: int, differences: bool = False) -> None:
+    def __init__(
+        self, in_dim: int, dim: int, layers: int, heads: int, differences: bool = False, flow: bool = False
+    ) -> None:
         super().__init__()
         if layers < 1:
             raise ValueError(f"VideoAdapter needs at least one layer, got {layers}")
@@ -100,7 +148,8 @@ class VideoAdapter(nn.Module):
             raise ValueError(f"video adapter width {dim} must be divisible by 4 and by its {heads} heads")
         self.dim = dim
         self.differences = differences
-        self.inp = nn.Linear(3 * in_dim if differences else in_dim, dim)
+        self.flow = flow
+        self.inp = nn.Linear((3 * in_dim if differences else in_dim) + (4 if flow else 0), dim)
         self.blocks = nn.ModuleList(SpaceTimeBlock(dim, heads) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.out = nn.Linear(dim, in_dim)
@@ -111,13 +160,18 @@ class VideoAdapter(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, grid: torch.Tensor) -> torch.Tensor:
-        """``grid [B, T, h, w, d]`` -> the mixed grid ``[B, T, h, w, d]``."""
+    def forward(self, grid: torch.Tensor, pixel_values: torch.Tensor | None = None) -> torch.Tensor:
+        """``grid [B, T, h, w, d]`` (with ``flow``, the clips ``pixel_values [B, T, c, H, W]``) -> the mixed
+        grid ``[B, T, h, w, d]``."""
         B, T, h, w, d = grid.shape
         dtype = self.inp.weight.dtype
         inputs = grid.to(dtype)
         if self.differences:
             inputs = torch.cat([inputs, *neighbour_differences(inputs)], dim=-1)  # [B, T, h, w, 3d]
+        if self.flow:
+            if pixel_values is None:
+                raise ValueError("this VideoAdapter reads per-cell motion; pass pixel_values [B, T, c, H, W]")
+            inputs = torch.cat([inputs, (normal_flow(pixel_values, (h, w)) / 4).to(dtype)], dim=-1)
         x = self.inp(inputs).reshape(B, T, h * w, self.dim)  # [B, T, n, a]
         times = torch.arange(T, device=grid.device).float() / max(1, T - 1)
         x = x + grid_positions(h, w, self.dim, grid.device).to(dtype)  # cells
