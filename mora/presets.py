@@ -134,7 +134,7 @@ def tiny(
         # frame's grid (with its differences to the neighbouring frames and each cell's motion) mixed across
         # space and time before the language model, which reads 2x2 pooled grids of its frames; [SEG]/[LOC]
         # read the full grids; the decoder gets the grid as a dense prompt, and masks get a per-pixel path at
-        # the full 64 px (with a finer 16x16 stem term); the span is scored from what lies under the mask
+        # the full 64 px; the span is scored from what lies under the mask
         use_motion_tokens=False,
         use_motion_dense_prompt=False,
         video_pooling="frame_grid" if backbone == "llava" else "videochatgpt",
@@ -148,7 +148,6 @@ def tiny(
         grounding_reader_heads=4,
         use_video_dense_prompt=True,
         pixel_mask_dim=32,
-        pixel_mask_stem=32,
         span_head="mask_pooled",
     )
     _apply_tiny_token_ids(config, tokenizer)
