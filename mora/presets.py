@@ -131,10 +131,10 @@ def tiny(
         propagation="per_frame",
         max_new_tokens=24,
         # a model trained from scratch in minutes (train/README.md, "What the tiny default learns"): every
-        # frame's grid (with its differences to the neighbouring frames and each cell's motion) mixed across
-        # space and time before the language model, which reads 2x2 pooled grids of its frames; [SEG]/[LOC]
-        # read the full grids; the decoder gets the grid as a dense prompt, and masks get a per-pixel path at
-        # the full 64 px; the span is scored from what lies under the mask
+        # frame's grid (with its differences to the neighbouring frames) mixed across space and time before
+        # the language model, which reads 2x2 pooled grids of its frames; [SEG]/[LOC] read the full grids;
+        # the decoder gets the grid as a dense prompt, and masks get a per-pixel path at the full 64 px; the
+        # span is scored from what lies under the predicted mask
         use_motion_tokens=False,
         use_motion_dense_prompt=False,
         video_pooling="frame_grid" if backbone == "llava" else "videochatgpt",
@@ -143,7 +143,6 @@ def tiny(
         video_adapter_dim=96,
         video_adapter_heads=4,
         video_adapter_differences=True,
-        video_adapter_flow=True,
         grounding_reader_layers=3,
         grounding_reader_heads=4,
         use_video_dense_prompt=True,
