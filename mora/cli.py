@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     init = sub.add_parser("init-tiny", help="write a randomly initialised tiny model + processor")
     init.add_argument("--out", required=True, help="output folder")
-    init.add_argument("--backbone", choices=("llava", "qwen2_5_vl"), default="llava")
+    init.add_argument("--backbone", choices=("llava", "qwen2_5_vl", "qwen3_vl"), default="llava")
     init.add_argument("--mask-engine", choices=("sam2", "sam"), default="sam2")
     init.add_argument("--seed", type=int, default=0)
     init.set_defaults(func=cmd_init_tiny)
