@@ -125,7 +125,11 @@ def _tiny_vlm(backbone: str, text: dict):
             **text,
             "num_key_value_heads": 2,
             "head_dim": 32,
-            "rope_parameters": {"rope_type": "default", "mrope_section": [6, 5, 5], "mrope_interleaved": True},
+            "rope_parameters": {
+                "rope_type": "default",
+                "mrope_section": [6, 5, 5],
+                "mrope_interleaved": True,
+            },
         }
         return _qwen3_config(vision=vision, text=text), "chatml"
     raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")

@@ -122,7 +122,11 @@ def greedy_generate(
     mask = torch.ones_like(input_ids)
     position_ids = adapter.position_ids(input_ids, mask, num_llm_frames)
     out = adapter.language_model(
-        inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=True, **(lm_kwargs or {})
+        inputs_embeds=embeds,
+        attention_mask=mask,
+        position_ids=position_ids,
+        use_cache=True,
+        **(lm_kwargs or {}),
     )
     cache, states, tokens = out.past_key_values, [out.last_hidden_state], []
     for step in range(cfg.max_new_tokens):

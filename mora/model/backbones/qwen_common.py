@@ -17,6 +17,7 @@ import torch
 from mora.model.backbones.base import BackboneAdapter, VisualFeatures
 from mora.processing.visual_layout import mm_token_type_ids
 
+
 def patchify_video(
     videos: torch.Tensor, patch_size: int, merge_size: int, temporal_patch_size: int
 ) -> tuple[torch.Tensor, tuple[int, int, int]]:
