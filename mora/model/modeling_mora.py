@@ -79,14 +79,18 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
     (vision tower, video adapter, mask-engine image encoder) for all of its questions.
     """
 
-    def __init__(self, config: MoRAConfig) -> None:
+    def __init__(self, config: MoRAConfig, *, vlm: PreTrainedModel | None = None, mask_engine=None) -> None:
+        """``vlm`` / ``mask_engine``: already built (e.g. loaded with base weights, `mora.assemble`) for the
+        configs in ``config``; built with random weights when None."""
         super().__init__(config)
-        self.vlm = build_vlm(config.vlm_config)
+        self.vlm = vlm if vlm is not None else build_vlm(config.vlm_config)
         options = {}
         if config.backbone_family == "llava":
             options = {"video_pooling": config.video_pooling, "video_pool_grid": config.video_pool_grid}
         self.adapter = build_adapter(config.backbone_family, self.vlm, config.backbone_image_size, **options)
-        self.mask_engine = build_mask_engine(config.mask_engine_config)
+        self.mask_engine = (
+            mask_engine if mask_engine is not None else build_mask_engine(config.mask_engine_config)
+        )
         hidden = config.hidden_size
         self.seg_projector = SegProjector(hidden, self.mask_engine.prompt_dim)
         self.temporal_head = (
