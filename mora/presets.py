@@ -88,48 +88,32 @@ def _tiny_vlm(backbone: str, text: dict):
             patch_size=8,
         )
         return _llava_config(vision=vision, text=text, feature_layer=-1), "vicuna_v1"
-    elif backbone == "qwen2_5_vl":
-        vision = dict(
-            depth=2,
-            hidden_size=64,
-            intermediate_size=128,
-            num_heads=2,
-            patch_size=8,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            window_size=32,
-            out_hidden_size=128,
-            fullatt_block_indexes=[1],
-            tokens_per_second=2,
-        )
-        text = {
-            **text,
-            "num_key_value_heads": 2,
-            "rope_parameters": {"rope_type": "default", "mrope_section": [4, 6, 6]},
-        }
+    # the two Qwen families share the tiny vision tower's sizes (patch 8, 2x2 merge, 2-frame patches)
+    vision = dict(
+        depth=2,
+        hidden_size=64,
+        intermediate_size=128,
+        num_heads=2,
+        patch_size=8,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        out_hidden_size=128,
+    )
+    text = {**text, "num_key_value_heads": 2}
+    if backbone == "qwen2_5_vl":
+        vision.update(window_size=32, fullatt_block_indexes=[1], tokens_per_second=2)
+        text["rope_parameters"] = {"rope_type": "default", "mrope_section": [4, 6, 6]}
         return _qwen_config(vision=vision, text=text), "chatml"
-    elif backbone == "qwen3_vl":
-        vision = dict(
-            depth=2,
-            hidden_size=64,
-            intermediate_size=128,
-            num_heads=2,
-            patch_size=8,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            out_hidden_size=128,
+    if backbone == "qwen3_vl":
+        vision.update(
             num_position_embeddings=64,  # an 8 x 8 learned grid: the 64-px frame's patches
             deepstack_visual_indexes=[0, 1],  # features of both blocks join LM layers 0 and 1
         )
-        text = {
-            **text,
-            "num_key_value_heads": 2,
-            "head_dim": 32,
-            "rope_parameters": {
-                "rope_type": "default",
-                "mrope_section": [6, 5, 5],
-                "mrope_interleaved": True,
-            },
+        text["head_dim"] = 32
+        text["rope_parameters"] = {
+            "rope_type": "default",
+            "mrope_section": [6, 5, 5],
+            "mrope_interleaved": True,
         }
         return _qwen3_config(vision=vision, text=text), "chatml"
     raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
@@ -304,14 +288,20 @@ def qwen2_5_vl_7b_sam2_1_large(*, num_frames: int = 16) -> MoRAConfig:
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
         tie_word_embeddings=False,
     )
+    return _qwen_sam2_1_large(_qwen_config(vision=vision, text=text), num_frames)
+
+
+def _qwen_sam2_1_large(vlm_config, num_frames: int, **fields) -> MoRAConfig:
+    """A Qwen backbone with SAM2.1 Hiera-L and memory propagation, 448-px backbone frames, ChatML."""
     return MoRAConfig(
-        vlm_config=_qwen_config(vision=vision, text=text),
+        vlm_config=vlm_config,
         mask_engine_config=sam2_1_hiera_large_config(),
-        backbone_family="qwen2_5_vl",
+        backbone_family=vlm_config.model_type,
         num_frames=num_frames,
         backbone_image_size=448,
         chat_template="chatml",
         propagation="memory",
+        **fields,
     )
 
 
@@ -357,16 +347,7 @@ def qwen3_vl_8b_sam2_1_large(*, num_frames: int = 16) -> MoRAConfig:
             "mrope_interleaved": True,
         },
     )
-    return MoRAConfig(
-        vlm_config=_qwen3_config(vision=vision, text=text),
-        mask_engine_config=sam2_1_hiera_large_config(),
-        backbone_family="qwen3_vl",
-        num_frames=num_frames,
-        backbone_image_size=448,
-        chat_template="chatml",
-        propagation="memory",
-        **QWEN3_VL_IMAGE_STATS,
-    )
+    return _qwen_sam2_1_large(_qwen3_config(vision=vision, text=text), num_frames, **QWEN3_VL_IMAGE_STATS)
 
 
 PRESETS = {
