@@ -177,8 +177,9 @@ def test_llm_sees_config_num_frames_while_heads_see_all_frames():
     assert out.span_logits.shape == (1, 9) and out.mask_logits.shape[1] == 9
 
 
-def test_activation_checkpointing_gives_the_same_loss_and_gradients():
-    model = tiny_model("llava", "sam2")
+@pytest.mark.parametrize("backbone", ["llava", "qwen3_vl"])  # qwen3_vl: DeepStack between checkpointed layers
+def test_activation_checkpointing_gives_the_same_loss_and_gradients(backbone):
+    model = tiny_model(backbone, "sam2")
     configure_trainable(model, TrainableSettings())
     batch = training_batch(model.processor)
     torch.manual_seed(0)  # same LoRA-dropout masks in both passes
