@@ -3,8 +3,8 @@
 The Qwen presets start from the published VLM (``Qwen/Qwen3-VL-8B-Instruct``, ``Qwen/Qwen2.5-VL-7B-Instruct``)
 and SAM2.1 (``facebook/sam2.1-hiera-large``) as transformers ships them: no key conversion is needed, only
 putting them together with MoRA's fresh heads and the VLM's tokenizer with ``[SEG]``/``[LOC]``/``<video>``/
-``<motion>`` added (the rows of the new tokens are the untrained padding rows of Qwen's embedding matrix,
-or added rows when the vocabulary is full)::
+``<motion>`` added (the new tokens take unused rows of Qwen's padded embedding matrix, or added rows when
+the tokenizer outgrows it)::
 
     mora assemble --preset qwen3_vl_8b_sam2_1_large --vlm pretrain_weights/qwen3-vl-8b-instruct \\
         --mask-engine pretrain_weights/sam2.1-hiera-large --out pretrain_weights/mora_qwen3_vl_8b_sam2_1_large
