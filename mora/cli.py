@@ -110,6 +110,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from mora.inference import PredictOptions, QuestionError, VideoInputError, VideoSource, predict_video
 
     questions = read_questions(args)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} exists and is not a folder")
     max_frames = args.max_frames if args.max_frames is not None else args.num_frames
     if max_frames is not None and max_frames < 1:
         raise UserError(f"--max-frames must be >= 1, got {max_frames}")

@@ -79,13 +79,16 @@ class QuestionResult:
 
 @dataclass
 class VideoResult:
-    """All questions about one video: the frames with masks (video indices), the key frames and the results."""
+    """All questions about one video: the frames with masks (video indices), the key frames, the results and
+    the seconds each stage took (``answer``: key frames decoded, encoded and every question answered;
+    ``segment``: the mask engine over the frames; ``render``: the overlay videos)."""
 
     video: Path
     fps: float | None
     frame_indices: list[int]
     key_frames: list[int]
     questions: list[QuestionResult] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def context_length(model) -> int | None:

@@ -18,6 +18,7 @@ frames. Errors leave no output behind (everything is written to a staging folder
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +91,8 @@ def predict_video(
     questions = check_questions(model, questions, len(key_positions), options.mode)
     folders = question_folders(Path(out), len(questions), subfolders)
     outputs = [QuestionOutput(folder, pngs=options.pngs) for folder in folders]
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
     try:
         clip = encode_clip(model, source.read([indices[p] for p in key_positions]))
         clip.engine_cache = {}  # the key frames' engine features, shared by the questions
@@ -117,11 +120,14 @@ def predict_video(
         names = source.frame_names
         frame_names = [names[i] for i in indices]
         runner = _Runner(model, source, indices, frame_names, clip, states, options, progress)
+        clock = _lap(timings, "answer", clock)
         runner.segment()
+        clock = _lap(timings, "segment", clock)
         fps = _output_fps(info.fps, indices)
         if options.overlay:
             runner.render(fps or OVERLAY_FALLBACK_FPS)
-        result = VideoResult(info.path, fps, indices, [indices[p] for p in key_positions])
+        _lap(timings, "render", clock)
+        result = VideoResult(info.path, fps, indices, [indices[p] for p in key_positions], timings=timings)
         for question, state in zip(questions, states):
             record = _prediction_record(
                 model, model_id, question, state, info, indices, frame_names, result, options
@@ -133,6 +139,12 @@ def predict_video(
             output.discard()
         raise
     return result
+
+
+def _lap(timings: dict[str, float], stage: str, since: float) -> float:
+    now = time.perf_counter()
+    timings[stage] = round(now - since, 3)
+    return now
 
 
 class _Runner:
@@ -277,6 +289,7 @@ def _prediction_record(model, model_id, question, state, info, indices, names, r
             "fps": options.fps,
             "max_frames": options.max_frames,
         },
+        "seconds": result.timings,
     }
 
 

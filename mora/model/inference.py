@@ -14,77 +14,20 @@ The steps are public for callers that reuse them (the streaming video pipeline, 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 
 from mora.constants import ANSWER_WITH_SPAN
 from mora.model.heads import MaskPooledSpanHead
-from mora.model.prediction import Prediction
-from mora.processing.image_ops import ResizeGeometry, logits_to_frames
+from mora.model.prediction import ClipGrounding, EncodedClip, Prediction
+from mora.processing.image_ops import logits_to_frames
 from mora.utils.logging import get_logger
 from mora.visual_prompts import VISUAL_PROMPTS, choose_prompt, prepare_prompted_frames
 
 logger = get_logger("inference")
 PREDICT_MODES = ("generate", "template")
 DECODE_CHUNK = 8  # frames encoded + decoded by the mask engine at a time in per-frame mode
-
-
-@dataclass
-class EncodedClip:
-    """One clip's frames prepared and encoded for the model (shared by all questions about it).
-
-    Attributes:
-        frames: the input frames (``[T, H, W, 3]`` uint8 array or T PIL images), for visual prompts.
-        pixel_values: ``[1, T, 3, I, I]`` backbone frames on the model's device and dtype.
-        mask_pixel_values: ``[T, 3, S, S]`` mask-engine frames (CPU, float32).
-        geometry: how the frames were fitted to the engine canvas.
-        features, motion, llm_idx: `MoRAForVideoGrounding.encode_video` of ``pixel_values``.
-        engine_cache: when a dict, the mask-engine features of the frame windows decoded so far, reused by
-            later questions about the clip (None: nothing is kept, as in `predict`).
-    """
-
-    frames: Any
-    pixel_values: torch.Tensor
-    mask_pixel_values: torch.Tensor
-    geometry: ResizeGeometry
-    features: Any
-    motion: torch.Tensor | None
-    llm_idx: list[int]
-    engine_cache: dict | None = None
-
-    @property
-    def num_frames(self) -> int:
-        return self.mask_pixel_values.shape[0]
-
-
-@dataclass
-class ClipGrounding:
-    """One question answered on one clip, before masks: what `clip_masks` and the streaming pipeline use.
-
-    Attributes:
-        text: the answer text.
-        segmented / located: whether the answer has a usable ``[SEG]`` / ``[LOC]`` state.
-        seg_state: ``[1, D]`` the ``[SEG]`` state after the grounding reader (zeros when not segmented).
-        prompts: ``[T, P, C]`` mask-engine prompts of each clip frame.
-        scores: ``[T]`` float32 in-span probabilities (NaN when not located).
-        span: inclusive (first, last) clip frames above ``config.span_threshold``, or None.
-        all_logits: ``[T, S, S]`` logits of every frame decoded before gating (the mask-pooled span head
-            needs them; None otherwise).
-        clip: the `EncodedClip` (features, mask-engine frames, geometry).
-    """
-
-    text: str
-    segmented: bool
-    located: bool
-    seg_state: torch.Tensor
-    prompts: torch.Tensor
-    scores: np.ndarray
-    span: tuple[int, int] | None
-    all_logits: torch.Tensor | None
-    clip: EncodedClip
 
 
 def check_predict_options(model, mode: str, visual_prompt: str, propagation=None) -> str:
