@@ -119,6 +119,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         mode=args.mode,
         gate=not args.no_gate,
         visual_prompt=args.visual_prompt,
+        propagation=args.propagation,
         fps=args.fps,
         start=args.start,
         end=args.end,
@@ -226,6 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="none",
         help="MotionSight prompt on the language model's frames: spotlight / crop around a first pass's masks, "
         "blur (motion trails), auto (chosen per question)",
+    )
+    pred.add_argument(
+        "--propagation",
+        choices=("memory", "per_frame"),
+        default=None,
+        help="SAM2 masks by memory propagation from the key frame or per frame (default: the checkpoint's)",
     )
     pred.add_argument("--device", choices=("cpu", "cuda", "mps"), default=None, help="default: cpu")
     pred.add_argument("--dtype", choices=tuple(DTYPES), default="fp32")

@@ -172,7 +172,8 @@ def test_cli_frame_folder(checkpoints, tmp_path):
         Image.fromarray(shapes_frame(i, 40, 56)).save(folder / f"img_{i:03d}.jpg")
     out = tmp_path / "out"
     args = ["predict", "--model", str(checkpoints / "sam2"), "--video", str(folder), "--question", QUESTION]
-    assert main([*args, "--out", str(out), "--key-frames", "5", "--folder-fps", "4", "--quiet"]) == 0
+    options = ["--key-frames", "5", "--folder-fps", "4", "--quiet", "--propagation", "memory", "--no-gate"]
+    assert main([*args, "--out", str(out), *options]) == 0
     record = _record(out)
     assert record["frames"] == [f"img_{i:03d}" for i in range(12)] and _masks(record).shape == (12, 40, 56)
     assert record["times"][4] == pytest.approx(1.0)
@@ -286,3 +287,35 @@ def test_overlay_of_odd_sized_frames_is_padded_to_even(sam2_model, tmp_path):
     with av.open(str(result.questions[0].overlay)) as container:
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == 5 and frames[0].shape[:2] == (32, 42)  # H.264 4:2:0 needs even sizes
+
+
+def test_checkpoint_index_with_a_missing_shard(tmp_path):
+    from mora.hub import CheckpointNotFoundError, check_checkpoint_files
+
+    (tmp_path / "config.json").write_text("{}")
+    index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps(index))
+    (tmp_path / "model-00001-of-00002.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointNotFoundError, match="model-00002-of-00002.safetensors"):
+        check_checkpoint_files(tmp_path)
+
+
+def test_frame_selection_and_nearest_key_frames():
+    from pathlib import Path
+
+    from mora.inference import select_frames
+    from mora.inference.frame_masks import nearest_rows
+    from mora.inference.video_source import VideoInfo
+
+    info = VideoInfo(Path("v.mp4"), 100, 25.0, 10, 10, False)
+    assert select_frames(info) == list(range(100))
+    assert select_frames(info, start=1.0, end=2.0) == list(range(25, 50))
+    assert select_frames(info, fps=5) == list(range(0, 100, 5))
+    assert select_frames(info, fps=50) == list(range(100))  # never above the video's rate
+    assert select_frames(info, start=3.0, max_frames=3) == [75, 87, 99]
+    with pytest.raises(ValueError, match="--start/--end select no frame"):
+        select_frames(info, start=4.0)
+    folder = VideoInfo(Path("frames"), 10, None, 10, 10, True)
+    with pytest.raises(ValueError, match="--folder-fps"):
+        select_frames(folder, fps=2)
+    assert nearest_rows([0, 1, 2, 3, 5, 9], [0, 4, 9]) == [0, 0, 0, 1, 1, 2]

@@ -26,7 +26,8 @@ class PredictOptions:
     """How `predict_video` reads the video and what it writes.
 
     Attributes:
-        mode, gate, visual_prompt: as in `MoRAForVideoGrounding.predict`.
+        mode, gate, visual_prompt, propagation: as in `MoRAForVideoGrounding.predict` (propagation: ``"memory"``
+            or ``"per_frame"``; default: the model's ``config.propagation``).
         fps: resample the frames to this rate (never above the video's).
         start, end: a time window in seconds (frames with start <= t < end).
         max_frames: at most this many frames (spread evenly over the window), each with a mask.
@@ -40,6 +41,7 @@ class PredictOptions:
     mode: str = "generate"
     gate: bool = True
     visual_prompt: str = "none"
+    propagation: str | None = None
     fps: float | None = None
     start: float | None = None
     end: float | None = None

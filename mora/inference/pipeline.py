@@ -78,7 +78,7 @@ def predict_video(
         VideoInputError, QuestionError, ValueError: bad input (one-line messages); nothing is written.
     """
     options = options or PredictOptions()
-    propagation = check_predict_options(model, options.mode, options.visual_prompt)
+    propagation = check_predict_options(model, options.mode, options.visual_prompt, options.propagation)
     single = isinstance(questions, str)
     questions = [questions] if single else list(questions)
     source = VideoSource(video, options.folder_fps)
