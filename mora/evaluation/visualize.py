@@ -11,15 +11,17 @@ import io
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from mora.evaluation.predictions import read_question
-from mora.evaluation.scoring import ScoreJob
 from mora.utils.io import write_bytes_atomic
 from mora.utils.logging import get_logger
+
+if TYPE_CHECKING:  # scoring pulls in the numba metric kernels; the overlay helpers do not need them
+    from mora.evaluation.scoring import ScoreJob
 
 logger = get_logger("evaluation")
 
