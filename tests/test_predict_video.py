@@ -53,7 +53,14 @@ def _fixed_span(model, monkeypatch, key_logits):
 def test_outputs_agree_and_gating(sam2_model, video, tmp_path, monkeypatch):
     _fixed_span(sam2_model, monkeypatch, [-5, -5, 5, 5, 5, -5, -5, -5])
     options = PredictOptions(mode="template", key_frames=8, gif=True)
-    result = predict_video(sam2_model, video, QUESTION, tmp_path / "out", options, model_id="tiny")
+    calls = []
+    progress = lambda stage, done, total: calls.append((stage, done, total))  # noqa: E731
+    result = predict_video(
+        sam2_model, video, QUESTION, tmp_path / "out", options, model_id="tiny", progress=progress
+    )
+    assert (
+        calls[-1] == ("render", 30, 30) and ("segment", 11 - 3, 11 - 3) in calls
+    )  # 11 in-span frames, 3 key
     record = _record(tmp_path / "out")
     masks = _masks(record)
     assert masks.shape == (30, 48, 64)
