@@ -7,13 +7,12 @@ with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from mora.convert.cli import add_convert_parser
-from mora.utils.io import atomic_path, write_json_atomic
+from mora.utils.io import atomic_path
 from mora.utils.logging import get_logger, setup_cli_logging
 from mora.visual_prompts import VISUAL_PROMPTS
 
@@ -51,56 +50,116 @@ def cmd_init_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_frames(video: Path, num_frames: int | None) -> tuple[np.ndarray, list[str]]:
-    from mora.data.video import list_frame_files, read_video
+DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
 
-    if not video.exists():
-        raise UserError(f"--video {video} does not exist")
-    try:
-        frames, indices, _ = read_video(video, num_frames=num_frames)
-    except (ValueError, OSError) as err:
-        raise UserError(f"--video {video}: {err}") from err
-    if video.is_dir():
-        files = list_frame_files(video)
-        names = [files[i].stem for i in indices]
+
+def read_questions(args: argparse.Namespace) -> list[str] | str:
+    """``--question`` (one string) or ``--questions FILE`` (a JSON list of strings, or one question a line)."""
+    if args.questions is None:
+        return args.question
+    path = Path(args.questions)
+    if not path.is_file():
+        raise UserError(f"--questions {path} does not exist")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix.lower() == ".json":
+        try:
+            questions = json.loads(text)
+        except ValueError as err:
+            raise UserError(f"--questions {path}: not valid JSON ({err})") from None
+        if not isinstance(questions, list) or not all(isinstance(q, str) for q in questions):
+            raise UserError(f"--questions {path}: expected a JSON list of strings")
     else:
-        names = [f"{i:05d}" for i in indices]
-    return frames, names
+        questions = [line.strip() for line in text.splitlines() if line.strip()]
+    if not questions:
+        raise UserError(f"--questions {path} holds no question")
+    return questions
+
+
+def _check_device(device: str | None) -> None:
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise UserError("--device mps: the Apple MPS backend is not available here")
+
+
+class _ProgressBar:
+    """A tqdm bar per stage of `predict_video` (segment, render)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled, self.bars = enabled, {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        bar = self.bars.get(stage)
+        if bar is None:
+            bar = self.bars[stage] = tqdm(total=total, desc=stage, unit="frame", leave=True)
+        bar.update(done - bar.n)
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from PIL import Image
-
     from mora.hub import CheckpointNotFoundError, load_model
+    from mora.inference import PredictOptions, QuestionError, VideoInputError, VideoSource, predict_video
 
-    if args.num_frames is not None and args.num_frames < 1:
-        raise UserError(f"--num-frames must be >= 1, got {args.num_frames}")
-    frames, names = _read_frames(Path(args.video), args.num_frames)
+    questions = read_questions(args)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} exists and is not a folder")
+    max_frames = args.max_frames if args.max_frames is not None else args.num_frames
+    if max_frames is not None and max_frames < 1:
+        raise UserError(f"--max-frames must be >= 1, got {max_frames}")
+    options = PredictOptions(
+        mode=args.mode,
+        gate=not args.no_gate,
+        visual_prompt=args.visual_prompt,
+        propagation=args.propagation,
+        fps=args.fps,
+        start=args.start,
+        end=args.end,
+        max_frames=max_frames,
+        key_frames=args.key_frames,
+        folder_fps=args.folder_fps,
+        overlay=not args.no_overlay,
+        gif=args.gif,
+    )
     try:
-        model = load_model(args.model, device=args.device)
+        VideoSource(args.video, args.folder_fps)  # bad video: fail before loading the model
+    except VideoInputError as err:
+        raise UserError(f"--video {err}") from None
+    _check_device(args.device)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # stderr keeps our progress bar and, on failure, one error line
+    try:
+        model = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype])
     except CheckpointNotFoundError as err:
-        raise UserError(f"--model: {err}") from err
-    pred = model.predict(
-        frames, args.question, gate=not args.no_gate, mode=args.mode, visual_prompt=args.visual_prompt
-    )
-    out = Path(args.out)
-    with atomic_path(out / "masks") as tmp:
-        tmp.mkdir()
-        for name, mask in zip(names, pred.masks):
-            Image.fromarray(mask.astype(np.uint8) * 255).save(tmp / f"{name}.png")
-    scores = [None if np.isnan(s) else float(s) for s in pred.frame_scores]
-    write_json_atomic(
-        out / "prediction.json",
-        {
-            "span": list(pred.span) if pred.span else None,
-            "frame_scores": scores,
-            "text": pred.text,
-            "frames": names,
-            "question": args.question,
-            "visual_prompt": args.visual_prompt,
-        },
-    )
-    logger.info("span %s, text %r; wrote %s", pred.span, pred.text, out)
+        raise UserError(f"--model: {err}") from None
+    progress = _ProgressBar(not args.quiet)
+    try:
+        result = predict_video(
+            model, args.video, questions, args.out, options, progress=progress, model_id=args.model
+        )
+    except VideoInputError as err:
+        raise UserError(f"--video {err}") from None
+    except QuestionError as err:
+        raise UserError(f"--question: {err}") from None
+    except ValueError as err:
+        if str(err).startswith("--"):  # an option the video cannot satisfy (window, fps, frames)
+            raise UserError(str(err)) from None
+        raise
+    finally:
+        progress.close()
+    for q in result.questions:
+        logger.info(
+            "%s: span %s (%s s), text %r -> %s", q.question, q.span_frames, q.span_seconds, q.text, q.folder
+        )
     return 0
 
 
@@ -151,12 +210,39 @@ def build_parser() -> argparse.ArgumentParser:
     asm.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16")
     asm.add_argument("--overwrite", action="store_true")
     asm.set_defaults(func=cmd_assemble)
-    pred = sub.add_parser("predict", help="masks, span and answer for one video and question")
+    pred = sub.add_parser(
+        "predict",
+        help="masks of every frame, span, answer and an overlay video for a video and question(s)",
+    )
     pred.add_argument("--model", required=True, help="checkpoint folder or Hugging Face Hub id")
-    pred.add_argument("--video", required=True, help="mp4 file or folder of frames")
-    pred.add_argument("--question", required=True)
-    pred.add_argument("--out", required=True, help="output folder (masks/<frame>.png, prediction.json)")
-    pred.add_argument("--num-frames", type=int, default=None, help="sample this many frames (default: all)")
+    pred.add_argument("--video", required=True, help="video file (mp4, ...) or folder of frames")
+    which = pred.add_mutually_exclusive_group(required=True)
+    which.add_argument("--question")
+    which.add_argument(
+        "--questions",
+        metavar="FILE",
+        help="several questions about the video (.json list, or one a line); the video is encoded once and "
+        "each question gets a subfolder q001, q002, ... of --out",
+    )
+    pred.add_argument(
+        "--out", required=True, help="output folder (prediction.json, masks/<frame>.png, overlay.mp4)"
+    )
+    pred.add_argument("--fps", type=float, default=None, help="resample the frames to this rate")
+    pred.add_argument("--start", type=float, default=None, help="first second of the window")
+    pred.add_argument("--end", type=float, default=None, help="end of the window in seconds (exclusive)")
+    pred.add_argument(
+        "--max-frames", type=int, default=None, help="at most this many frames (spread evenly; default: all)"
+    )
+    pred.add_argument(
+        "--num-frames", type=int, default=None, help=argparse.SUPPRESS
+    )  # older name of --max-frames
+    pred.add_argument(
+        "--key-frames",
+        type=int,
+        default=None,
+        help="frames the model reasons over (default: 20, or the model's num_frames when larger)",
+    )
+    pred.add_argument("--folder-fps", type=float, default=None, help="frame rate of a frame folder")
     pred.add_argument("--mode", choices=("generate", "template"), default="generate")
     pred.add_argument("--no-gate", action="store_true", help="keep masks outside the predicted span")
     pred.add_argument(
@@ -166,7 +252,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="MotionSight prompt on the language model's frames: spotlight / crop around a first pass's masks, "
         "blur (motion trails), auto (chosen per question)",
     )
-    pred.add_argument("--device", default=None, help="torch device (default: CPU)")
+    pred.add_argument(
+        "--propagation",
+        choices=("memory", "per_frame"),
+        default=None,
+        help="SAM2 masks by memory propagation from the key frame or per frame (default: the checkpoint's)",
+    )
+    pred.add_argument("--device", choices=("cpu", "cuda", "mps"), default=None, help="default: cpu")
+    pred.add_argument("--dtype", choices=tuple(DTYPES), default="fp32")
+    pred.add_argument("--gif", action="store_true", help="also write overlay.gif")
+    pred.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
+    pred.add_argument("--quiet", action="store_true", help="no progress bar")
     pred.set_defaults(func=cmd_predict)
     add_convert_parser(sub, cmd_convert)
     return parser

@@ -11,15 +11,17 @@ import io
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
 
 from mora.evaluation.predictions import read_question
-from mora.evaluation.scoring import ScoreJob
 from mora.utils.io import write_bytes_atomic
 from mora.utils.logging import get_logger
+
+if TYPE_CHECKING:  # scoring pulls in the numba metric kernels; the overlay helpers do not need them
+    from mora.evaluation.scoring import ScoreJob
 
 logger = get_logger("evaluation")
 
@@ -86,3 +88,52 @@ def visualize_worst(
         written.append(path)
     logger.info("wrote %d overlay strips to %s", len(written), out_dir)
     return written
+
+
+def contour(mask: np.ndarray, width: int = 1) -> np.ndarray:
+    """``[H, W]`` bool: the pixels of ``mask`` within ``width`` pixels of its outside (4-neighbourhood)."""
+    inner = mask.copy()
+    for _ in range(width):
+        shrunk = inner.copy()
+        shrunk[1:] &= inner[:-1]
+        shrunk[:-1] &= inner[1:]
+        shrunk[:, 1:] &= inner[:, :-1]
+        shrunk[:, :-1] &= inner[:, 1:]
+        shrunk[[0, -1]] = False
+        shrunk[:, [0, -1]] = False
+        inner = shrunk
+    return mask & ~inner
+
+
+def timeline(width: int, height: int, total: int, span: tuple[int, int] | None, current: int) -> np.ndarray:
+    """``[height, width, 3]`` uint8 bar over ``total`` frames: the span (inclusive positions) in green, the
+    current position as a white tick."""
+    bar = np.full((height, width, 3), 48, np.uint8)
+
+    def x(position: float) -> int:
+        return int(round(position * width / max(1, total)))
+
+    if span is not None:
+        bar[:, x(span[0]) : max(x(span[0]) + 1, x(span[1] + 1))] = (40, 190, 70)
+    tick = min(width - 1, x(current + 0.5))
+    bar[:, max(0, tick - 1) : tick + 1] = 255
+    return bar
+
+
+def overlay_frame(
+    frame: np.ndarray,
+    mask: np.ndarray,
+    *,
+    total: int,
+    span: tuple[int, int] | None,
+    current: int,
+    color: tuple[int, int, int] = (255, 40, 40),
+    edge: tuple[int, int, int] = (255, 230, 0),
+) -> np.ndarray:
+    """``frame [H, W, 3]`` with ``mask`` tinted and outlined, and a `timeline` over its bottom rows."""
+    H, W = mask.shape
+    out = overlay(frame, mask, color)
+    out[contour(mask, max(1, min(H, W) // 160))] = edge
+    bar = max(4, H // 24)
+    out[H - bar :] = timeline(W, bar, total, span, current)
+    return out

@@ -158,6 +158,13 @@ class MoRAProcessor:
         )
         return pixel_values, mask_pixel_values, geometry
 
+    def prepare_mask_frames(self, video) -> tuple[torch.Tensor, ResizeGeometry]:
+        """Mask-engine frames ``[T, 3, S, S]`` and their geometry only (each frame independently of the others,
+        so a video prepared in chunks gives the same values as in one piece)."""
+        return frames_to_tensor(
+            video, self.mask_image_size, self.mask_resize_mode, self.mask_image_mean, self.mask_image_std
+        )
+
     # ------------------------------------------------------------------ text
     def encode_sample(
         self, question: str, answer: str | None, num_frames: int
