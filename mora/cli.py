@@ -1,4 +1,4 @@
-"""The ``mora`` command: ``mora init-tiny``, ``mora predict`` and ``mora convert {sam,sam2}``.
+"""The ``mora`` command: ``mora init-tiny``, ``mora predict``, ``mora convert {sam,sam2,lisa}`` and ``mora push``.
 
 User errors (missing files, bad arguments) print one clear line naming the file or argument and exit
 with status 2; no traceback.
@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from mora.convert.cli import add_convert_parser
+from mora.hub_cli import add_push_parser
 from mora.utils.io import atomic_path, write_json_atomic
 from mora.utils.logging import get_logger, setup_cli_logging
 from mora.visual_prompts import VISUAL_PROMPTS
@@ -116,6 +117,20 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from mora.hub import PushError
+    from mora.hub_cli import run_push
+
+    try:
+        url = run_push(args)
+    except (PushError, HfHubHTTPError) as err:
+        raise UserError(str(err).strip().splitlines()[0]) from None
+    logger.info("pushed %s to %s", args.model, url)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mora", description="MoRA: pixel-grounded motion reasoning in video"
@@ -145,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--device", default=None, help="torch device (default: CPU)")
     pred.set_defaults(func=cmd_predict)
     add_convert_parser(sub, cmd_convert)
+    add_push_parser(sub, cmd_push)
     return parser
 
 
