@@ -132,7 +132,9 @@ def checkpoint_files(folder: str | os.PathLike) -> list[Path]:
     files = sorted(
         p
         for p in folder.iterdir()
-        if p.is_file() and p.name != "README.md" and any(fnmatch.fnmatch(p.name, g) for g in HUB_FILE_PATTERNS)
+        if p.is_file()
+        and p.name != "README.md"
+        and any(fnmatch.fnmatch(p.name, g) for g in HUB_FILE_PATTERNS)
     )
     if not any(p.name.endswith(".safetensors") for p in files):
         pickles = sorted(p.name for p in folder.iterdir() if p.suffix in (".bin", ".pth", ".pt"))
@@ -142,7 +144,9 @@ def checkpoint_files(folder: str | os.PathLike) -> list[Path]:
 
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if config.get("model_type") != "mora":
-        raise PushError(f"{folder}/config.json is not a MoRA config (model_type {config.get('model_type')!r})")
+        raise PushError(
+            f"{folder}/config.json is not a MoRA config (model_type {config.get('model_type')!r})"
+        )
     if "auto_map" in config:
         raise PushError(f"{folder}/config.json has an auto_map: MoRA checkpoints carry no remote code")
     skipped = sorted(p.name for p in folder.iterdir() if p.is_file() and p not in files)

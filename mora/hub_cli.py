@@ -19,17 +19,27 @@ def add_push_parser(sub: argparse._SubParsersAction, handler: Callable[[argparse
         "model card generated from the folder (architecture, base weights, training data, the scores.json "
         "table beside its empty-mask baseline, usage, license). Token: HF_TOKEN or the cached login.",
     )
-    push.add_argument("--model", required=True, help="checkpoint folder (e.g. runs/<name>/export, a converted folder)")
+    push.add_argument(
+        "--model", required=True, help="checkpoint folder (e.g. runs/<name>/export, a converted folder)"
+    )
     push.add_argument("--repo-id", required=True, help="owner/name on the Hub (created when missing)")
     push.add_argument("--revision", default=None, help="branch to push to (created from main when missing)")
     push.add_argument("--private", action="store_true", help="create the repository as private")
-    push.add_argument("--scores", default=None, help="an evaluator's scores.json, shown as a table in the card")
-    push.add_argument("--scores-name", default="evaluation", help="what the scores are (e.g. 'GroundMoRe test')")
     push.add_argument(
-        "--base-model", action="append", default=[], help="Hub id of a base model (repeatable); a converted "
-        "folder's conversion.json adds its source"
+        "--scores", default=None, help="an evaluator's scores.json, shown as a table in the card"
     )
-    push.add_argument("--dataset", action="append", default=[], help="Hub id of a training dataset (repeatable)")
+    push.add_argument(
+        "--scores-name", default="evaluation", help="what the scores are (e.g. 'GroundMoRe test')"
+    )
+    push.add_argument(
+        "--base-model",
+        action="append",
+        default=[],
+        help="Hub id of a base model (repeatable); a converted folder's conversion.json adds its source",
+    )
+    push.add_argument(
+        "--dataset", action="append", default=[], help="Hub id of a training dataset (repeatable)"
+    )
     push.add_argument("--training-data", default=None, help="a sentence on the training data for the card")
     push.add_argument("--license", default=None, help="license id for the card metadata (default apache-2.0)")
     push.add_argument("--commit-message", default=None)

@@ -56,7 +56,9 @@ def scores_table(scores: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def pct(value: Any) -> str:
-        return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
+        return (
+            "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"
+        )
 
     for k in rows:
         s, b = scores[k], base.get(k, {})
@@ -120,7 +122,9 @@ def _run_datasets(folder: Path) -> list[dict[str, Any]]:
 
 def _dataset_line(spec: dict[str, Any]) -> str:
     where = spec.get("meta") or spec.get("split")
-    return f"- `{spec.get('root', '?')}` ({spec.get('format', '?')} format{', ' + str(where) if where else ''})"
+    return (
+        f"- `{spec.get('root', '?')}` ({spec.get('format', '?')} format{', ' + str(where) if where else ''})"
+    )
 
 
 def build_model_card(
@@ -139,10 +143,12 @@ def build_model_card(
     folder = Path(folder)
     config = _read_json(folder / "config.json")
     if config.get("model_type") != "mora":
-        raise ModelCardError(f"{folder}/config.json is not a MoRA config (model_type {config.get('model_type')!r})")
+        raise ModelCardError(
+            f"{folder}/config.json is not a MoRA config (model_type {config.get('model_type')!r})"
+        )
     provenance = _read_json(folder / "conversion.json") if (folder / "conversion.json").is_file() else {}
     bases = list(base_models)
-    for key in ("checkpoint", "clip"):
+    for key in ("checkpoint", "clip", "sam"):
         value = provenance.get(key)
         if value and not Path(value).exists() and value.count("/") == 1 and value not in bases:
             bases.append(value)  # a Hub id the weights were converted from
@@ -173,6 +179,7 @@ def build_model_card(
         body.append(
             f"Converted by `{provenance.get('converter', 'mora convert')}` from `{provenance.get('checkpoint')}`"
             + (f" (CLIP tower: `{provenance['clip']}`)" if provenance.get("clip") else "")
+            + (f" (SAM replaced by `{provenance['sam']}`)" if provenance.get("sam") else "")
             + f", preset `{provenance.get('preset', '?')}`, {provenance.get('dtype', '?')}."
         )
         for name, why in provenance.get("fresh_modules", {}).items():

@@ -19,7 +19,9 @@ def commit_hash(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def add_snapshot(cache: Path, repo_id: str, folder: Path, *, revision: str = "main", commit: str | None = None) -> str:
+def add_snapshot(
+    cache: Path, repo_id: str, folder: Path, *, revision: str = "main", commit: str | None = None
+) -> str:
     """Copy ``folder`` into ``cache`` as the snapshot of ``repo_id`` at ``revision``; returns the commit id.
 
     ``revision`` is a branch or tag (written to ``refs/``); the commit id is also usable as a revision.

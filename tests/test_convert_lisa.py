@@ -21,19 +21,33 @@ import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
-from transformers import CLIPConfig, CLIPModel, CLIPVisionConfig, CLIPVisionModel, LlamaConfig, LlamaForCausalLM
+from transformers import (
+    CLIPConfig,
+    CLIPModel,
+    CLIPVisionConfig,
+    CLIPVisionModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+)
 
 import mora
 from mora.cli import main
 from mora.convert.checkpoint_io import ConversionError
 from mora.convert.lisa import FRESH_MODULES, PROVENANCE_NAME, convert_lisa
-from tests.hub_testing import add_snapshot, hub_cache  # noqa: F401  (fixture)
+from tests.hub_testing import add_snapshot
 from tests.test_convert_sam import PROMPT_DIM, SIZE, _tiny_sam
 
-spm = pytest.importorskip("sentencepiece", reason="LLaMA's tokenizer.model needs sentencepiece (mora[convert])")
+spm = pytest.importorskip(
+    "sentencepiece", reason="LLaMA's tokenizer.model needs sentencepiece (mora[convert])"
+)
 
 BASE_VOCAB = 320
-ADDED = {"<im_patch>": BASE_VOCAB, "<im_start>": BASE_VOCAB + 1, "<im_end>": BASE_VOCAB + 2, "[SEG]": BASE_VOCAB + 3}
+ADDED = {
+    "<im_patch>": BASE_VOCAB,
+    "<im_start>": BASE_VOCAB + 1,
+    "<im_end>": BASE_VOCAB + 2,
+    "[SEG]": BASE_VOCAB + 3,
+}
 VOCAB = BASE_VOCAB + len(ADDED)
 HIDDEN, LAYERS, HEADS = 64, 2, 4
 CLIP_WIDTH, CLIP_SIZE = 64, 32  # head size 64 as OpenAI's CLIP; 4x4 patches of 8 px
@@ -72,7 +86,9 @@ class TinyLisa:
         full = CLIPModel(
             CLIPConfig(
                 vision_config=vision.to_dict(),
-                text_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=1),
+                text_config=dict(
+                    hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=1
+                ),
             )
         ).eval()
         self.clip_full = full  # what `--clip` points at (openai/clip-vit-large-patch14 is a CLIPModel)
@@ -80,7 +96,10 @@ class TinyLisa:
         self.clip.load_state_dict(full.vision_model.state_dict())
         self.projector = torch.nn.Linear(CLIP_WIDTH, HIDDEN)
         self.text_hidden_fcs = torch.nn.Sequential(
-            torch.nn.Linear(HIDDEN, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, PROMPT_DIM), torch.nn.Dropout(0.0)
+            torch.nn.Linear(HIDDEN, HIDDEN),
+            torch.nn.ReLU(),
+            torch.nn.Linear(HIDDEN, PROMPT_DIM),
+            torch.nn.Dropout(0.0),
         )
         self.sam = _tiny_sam(seed)
 
@@ -91,7 +110,9 @@ class TinyLisa:
         for i in range(LAYERS):  # saved as a persistent buffer by transformers 4.31 (LISA's version)
             state[f"model.layers.{i}.self_attn.rotary_emb.inv_freq"] = inv_freq.clone()
         state.update({f"model.mm_projector.{k}": v for k, v in self.projector.state_dict().items()})
-        state.update({f"model.text_hidden_fcs.0.{k}": v for k, v in self.text_hidden_fcs.state_dict().items()})
+        state.update(
+            {f"model.text_hidden_fcs.0.{k}": v for k, v in self.text_hidden_fcs.state_dict().items()}
+        )
         state.update({f"model.visual_model.{k}": v for k, v in self.sam.state_dict().items()})
         if with_clip:
             state.update({f"{CLIP_PREFIX}vision_model.{k}": v for k, v in self.clip.state_dict().items()})
@@ -294,14 +315,22 @@ def test_converted_folder_layout_config_and_tokens(source, converted_bin):
     # LISA's [SEG] keeps its id and trained row; mora's [LOC], <video>, <motion> follow
     assert tok.convert_tokens_to_ids("[SEG]") == ADDED["[SEG]"] == cfg.seg_token_id
     assert tok("Sure, it is [SEG].", add_special_tokens=False).input_ids.count(cfg.seg_token_id) == 1
-    assert sorted([cfg.loc_token_id, cfg.video_token_id, cfg.motion_token_id]) == [VOCAB, VOCAB + 1, VOCAB + 2]
+    assert sorted([cfg.loc_token_id, cfg.video_token_id, cfg.motion_token_id]) == [
+        VOCAB,
+        VOCAB + 1,
+        VOCAB + 2,
+    ]
     embed = model.get_input_embeddings().weight
     assert embed.shape[0] == len(tok) == VOCAB + 3
     src_embed = source.llama.model.embed_tokens.weight
     torch.testing.assert_close(embed[:VOCAB], src_embed, atol=0, rtol=0)
-    torch.testing.assert_close(embed[VOCAB:], src_embed.mean(0, keepdim=True).expand(3, -1), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        embed[VOCAB:], src_embed.mean(0, keepdim=True).expand(3, -1), atol=1e-6, rtol=0
+    )
     provenance = json.loads((converted_bin / PROVENANCE_NAME).read_text())
-    assert provenance["preset"] == "lisa_7b_sam_vit_h" and set(provenance["fresh_modules"]) == set(FRESH_MODULES)
+    assert provenance["preset"] == "lisa_7b_sam_vit_h" and set(provenance["fresh_modules"]) == set(
+        FRESH_MODULES
+    )
 
 
 def test_seg_projection_and_sam_decoder_equal_the_source_tensors(source, converted_bin):
@@ -355,6 +384,32 @@ def test_default_clip_from_the_hub_cache_and_checkpoint_by_hub_id(source, clip_f
     provenance = json.loads((out / PROVENANCE_NAME).read_text())
     assert provenance["clip"] == "openai/clip-vit-large-patch14"
     _check_same_mask(source, out)
+
+
+@pytest.mark.parametrize("sam_format", ["meta_pth", "transformers_folder"])
+def test_sam_replaced_by_meta_sam(source, clip_folder, tmp_path, sam_format):
+    """--sam: LISA's language model and [SEG] projector with another SAM (the released MoRA training's start),
+    here also for a checkpoint saved without its SAM keys."""
+    import copy
+
+    from mora.convert.sam import convert_sam
+
+    other = copy.copy(source)
+    other.sam = _tiny_sam(seed=1)
+    torch.save(other.sam.state_dict(), tmp_path / "sam_tiny.pth")
+    sam = tmp_path / "sam_tiny.pth"
+    if sam_format == "transformers_folder":
+        sam = convert_sam(sam, tmp_path / "sam-hf")
+    state = {k: v for k, v in source.state_dict().items() if not k.startswith("model.visual_model.")}
+    src = write_lisa_folder(tmp_path / "src", state, "bin")
+    out = tmp_path / "mora"
+    assert _convert(src, out, "--clip", str(clip_folder), "--sam", str(sam)) == 0
+    _check_same_mask(other, out)
+    decoder = mora.load_model(out).mask_engine.model.mask_decoder
+    torch.testing.assert_close(
+        decoder.iou_token.weight, other.sam.mask_decoder.iou_token.weight, atol=0, rtol=0
+    )
+    assert json.loads((out / PROVENANCE_NAME).read_text())["sam"] == str(sam)
 
 
 # --------------------------------------------------------------------------------------------- errors

@@ -18,7 +18,7 @@ import mora.hub as hub
 from mora.cli import build_tiny_model, main
 from mora.hub import CheckpointNotFoundError, PushError, push_folder
 from mora.model.modeling_mora import MoRAForVideoGrounding
-from tests.hub_testing import add_snapshot, commit_hash, hub_cache  # noqa: F401  (fixture)
+from tests.hub_testing import add_snapshot, commit_hash
 
 SECRET = "hf_SECRETtoken0123456789"
 SCORES = {
@@ -136,7 +136,9 @@ def _with_extras(folder: Path, tmp_path: Path) -> Path:
     return copy
 
 
-def test_mora_push_uploads_checkpoint_files_and_a_card(folders, fake_api, tmp_path, monkeypatch, caplog, capsys):
+def test_mora_push_uploads_checkpoint_files_and_a_card(
+    folders, fake_api, tmp_path, monkeypatch, caplog, capsys
+):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("HF_TOKEN", SECRET)
     folder = _with_extras(folders[0], tmp_path)
@@ -156,9 +158,21 @@ def test_mora_push_uploads_checkpoint_files_and_a_card(folders, fake_api, tmp_pa
 
     card = api.uploaded["README.md"].decode()
     meta = card.split("---")[1]
-    for line in ("license: apache-2.0", "library_name: mora", "pipeline_tag: video-text-to-text", "- me/base"):
+    for line in (
+        "license: apache-2.0",
+        "library_name: mora",
+        "pipeline_tag: video-text-to-text",
+        "- me/base",
+    ):
         assert line in meta
-    for section in ("## Architecture", "## Base weights", "## Training data", "## Evaluation", "## Usage", "## License"):
+    for section in (
+        "## Architecture",
+        "## Base weights",
+        "## Training data",
+        "## Evaluation",
+        "## Usage",
+        "## License",
+    ):
         assert section in card
     assert "| **overall** | 60.00 | 57.00 | 63.00 | 999 | 51.54 | +8.46 | 70.00 |" in card
     assert "| Causal | 54.77 | 50.00 | 59.00 | 297 | 37.56 | +17.21 | 79.00 |" in card

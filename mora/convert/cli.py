@@ -41,7 +41,7 @@ def _run_lisa(args: argparse.Namespace) -> Path:
     from mora.convert.lisa import convert_lisa
 
     out = check_out_folder(args.out, args.overwrite)
-    return convert_lisa(args.checkpoint, out, clip=args.clip, dtype=args.dtype)
+    return convert_lisa(args.checkpoint, out, clip=args.clip, sam=args.sam, dtype=args.dtype)
 
 
 def _lisa_arguments(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +50,12 @@ def _lisa_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="CLIP vision tower when the checkpoint has none (LISA's released weights do not): a transformers "
         "CLIPVisionModel/CLIPModel folder or Hub id (default: openai/clip-vit-large-patch14)",
+    )
+    parser.add_argument(
+        "--sam",
+        default=None,
+        help="use this SAM instead of LISA's (as the released MoRA training did): Meta's sam_vit_h_4b8939.pth or "
+        "a transformers SamModel folder / Hub id (facebook/sam-vit-huge); LISA's [SEG] projector is kept",
     )
 
 

@@ -16,7 +16,9 @@ safetensors) -> mora:
 * ``model.vision_tower.vision_tower.vision_model.*`` (CLIP) -> ``vlm.model.vision_tower.*``; LISA's merge
   script drops the CLIP tower, so it usually comes from ``--clip`` (a transformers ``CLIPVisionModel`` or
   ``CLIPModel`` folder or Hub id, default ``openai/clip-vit-large-patch14``);
-* ``model.visual_model.*`` (segment-anything SAM) -> ``mask_engine.model.*`` via `convert_sam_state_dict`;
+* ``model.visual_model.*`` (segment-anything SAM) -> ``mask_engine.model.*`` via `convert_sam_state_dict`, or
+  Meta's SAM from ``--sam`` instead (what the released MoRA training started from: it rebuilt SAM from
+  ``sam_vit_h_4b8939.pth``);
 * ``model.text_hidden_fcs.0.{0,2}`` -> ``seg_projector.{0,2}`` (same Linear-ReLU-Linear-Dropout).
 
 Every source key is consumed or on ``IGNORED_KEYS`` (with the reason); mora modules LISA has no weights for
@@ -39,13 +41,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, CLIPVisionConfig, LlamaConfig, LlavaConfig, PreTrainedTokenizerBase
+from transformers import (
+    AutoTokenizer,
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    PreTrainedTokenizerBase,
+    SamConfig,
+    SamModel,
+)
 
 from mora.constants import SEG_TOKEN
 from mora.convert.checkpoint_io import (
     ConversionError,
     Rule,
     cast_floating,
+    expected_shapes,
     load_state_dict,
     remap_state_dict,
     resolve_dtype,
@@ -101,6 +112,7 @@ class LisaParts:
     tokenizer: PreTrainedTokenizerBase
     clip_state: Mapping[str, torch.Tensor] | None = None
     clip_config: CLIPVisionConfig | None = None
+    sam: tuple[SamConfig, dict[str, torch.Tensor]] | None = None  # --sam: replaces LISA's SAM
     notes: dict = field(default_factory=dict)
 
 
@@ -113,7 +125,9 @@ def resolve_source(source: str | Path, what: str, patterns: list[str]) -> Path:
         return path
     text = str(source)
     if text.startswith((".", "/", "~")) or text.count("/") != 1:
-        raise ConversionError(f"{what} {text} does not exist (expected a folder, a file or a Hub id owner/name)")
+        raise ConversionError(
+            f"{what} {text} does not exist (expected a folder, a file or a Hub id owner/name)"
+        )
     from huggingface_hub import snapshot_download
 
     try:
@@ -150,7 +164,9 @@ def load_source_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
         if "sentencepiece" in str(err).lower() or "protobuf" in str(err).lower():
             hint = " (LLaMA's tokenizer.model needs the sentencepiece package: pip install 'mora[convert]')"
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConversionError(f"{folder}: cannot load the tokenizer saved beside the weights{hint}: {first}") from None
+        raise ConversionError(
+            f"{folder}: cannot load the tokenizer saved beside the weights{hint}: {first}"
+        ) from None
 
 
 def load_clip(source: str | Path) -> tuple[dict[str, torch.Tensor], CLIPVisionConfig]:
@@ -167,9 +183,37 @@ def load_clip(source: str | Path) -> tuple[dict[str, torch.Tensor], CLIPVisionCo
     if config.model_type != "clip_vision_model":
         raise ConversionError(f"--clip {source}: config is {config.model_type!r}, not a CLIP (vision) model")
     state = load_state_dict(path)
-    if not any(k.startswith("vision_model.") for k in state):  # transformers 5 saves CLIPVisionModel unprefixed
+    if not any(
+        k.startswith("vision_model.") for k in state
+    ):  # transformers 5 saves CLIPVisionModel unprefixed
         state = {f"vision_model.{k}": v for k, v in state.items()}
     return state, config
+
+
+def load_sam(source: str | Path) -> tuple[SamConfig, dict[str, torch.Tensor]]:
+    """``(SamConfig, SamModel state)`` of ``--sam``: Meta's segment-anything checkpoint (``sam_vit_h_4b8939.pth``)
+    or a transformers ``SamModel`` folder / Hub id (``facebook/sam-vit-huge``)."""
+    path = resolve_source(source, "--sam", ["*.json", "*.safetensors"])
+    if not (path.is_dir() and (path / "config.json").is_file()):
+        try:
+            return convert_sam_state_dict(load_state_dict(path))
+        except ConversionError as err:
+            raise ConversionError(f"--sam {source}: {err}") from None
+    try:
+        config = SamConfig.from_pretrained(str(path))
+    except Exception as err:  # noqa: BLE001
+        raise ConversionError(f"--sam {source}: not a SamModel config.json ({err})") from None
+    state = load_state_dict(path)
+    tied, source_key = (
+        "prompt_encoder.shared_embedding.positional_embedding",
+        "shared_image_embedding.positional_embedding",
+    )
+    if tied not in state and source_key in state:  # saved once by transformers (a tied weight)
+        state[tied] = state[source_key].clone()
+    converted = remap_state_dict(
+        state, [Rule(r"(.+)", r"\1")], expected_shapes(SamModel, config), what=f"--sam {source}"
+    )
+    return config, converted
 
 
 # ------------------------------------------------------------------------------------------ configs
@@ -263,7 +307,12 @@ def _llm_rules() -> list[Rule]:
 
 def _clip_rules(prefix: str) -> list[Rule]:
     # (rules come before the ignore list: the position-id buffer is left to IGNORED_KEYS)
-    return [Rule(re.escape(prefix) + r"vision_model\.(?!embeddings\.position_ids$)(.+)", r"vlm.model.vision_tower.\1")]
+    return [
+        Rule(
+            re.escape(prefix) + r"vision_model\.(?!embeddings\.position_ids$)(.+)",
+            r"vlm.model.vision_tower.\1",
+        )
+    ]
 
 
 def _one_linear_projector(state: Mapping[str, torch.Tensor]) -> bool:
@@ -306,15 +355,20 @@ def convert_lisa_state_dict(state: Mapping[str, torch.Tensor], parts: LisaParts)
     from mora.processing.tokenizer import add_mora_tokens
 
     sam_keys = [k for k in state if k.startswith(SAM_PREFIX)]
-    if not sam_keys:
+    if parts.sam is not None:
+        sam_config, sam_state = parts.sam
+        if sam_keys:
+            logger.info("%d keys under %s: replaced by --sam", len(sam_keys), SAM_PREFIX)
+    elif not sam_keys:
         raise ConversionError(
-            f"a LISA checkpoint without its SAM keys: no {SAM_PREFIX}* tensors (LISA's SAM ViT-H, mask decoder "
-            "fine-tuned). Convert the full LISA checkpoint (LISA's merge script keeps them)"
+            f"a LISA checkpoint without its SAM keys: no {SAM_PREFIX}* tensors (LISA's SAM ViT-H with its "
+            "fine-tuned mask decoder). Convert the full LISA checkpoint, or name a SAM with --sam"
         )
-    try:
-        sam_config, sam_state = convert_sam_state_dict(state, prefix=SAM_PREFIX)
-    except ConversionError as err:
-        raise ConversionError(f"SAM under {SAM_PREFIX}: {err}") from None
+    else:
+        try:
+            sam_config, sam_state = convert_sam_state_dict(state, prefix=SAM_PREFIX)
+        except ConversionError as err:
+            raise ConversionError(f"SAM under {SAM_PREFIX}: {err}") from None
     rest = {k: v for k, v in state.items() if not k.startswith(SAM_PREFIX)}
 
     text = llama_config_from_state_dict(rest, parts.source_config)
@@ -329,7 +383,11 @@ def convert_lisa_state_dict(state: Mapping[str, torch.Tensor], parts: LisaParts)
                 f"the checkpoint has no CLIP tower ({CLIP_PREFIX}*): pass --clip (default {DEFAULT_CLIP})"
             )
         clip_state, clip_prefix = parts.clip_state, ""
-        clip_ignore = {r"vision_model\.embeddings\.position_ids": IGNORED_CLIP_KEYS[r"vision_model\.embeddings\.position_ids"]}
+        clip_ignore = {
+            r"vision_model\.embeddings\.position_ids": IGNORED_CLIP_KEYS[
+                r"vision_model\.embeddings\.position_ids"
+            ]
+        }
         vision = parts.clip_config
     one_linear = _one_linear_projector(rest)
     layer = int(parts.source_config.get("mm_vision_select_layer", -2))
@@ -364,7 +422,9 @@ def convert_lisa_state_dict(state: Mapping[str, torch.Tensor], parts: LisaParts)
     for key in ("model.embed_tokens.weight", "lm_head.weight"):
         grown[key] = _grow_vocabulary(need(rest, key), text.vocab_size)
     # the source's own keys (its CLIP tower included, when it has one) and the --clip tower's
-    clip_only = {} if in_checkpoint else {k: v for k, v in clip_state.items() if k.startswith("vision_model.")}
+    clip_only = (
+        {} if in_checkpoint else {k: v for k, v in clip_state.items() if k.startswith("vision_model.")}
+    )
     converted = remap_state_dict(
         {**grown, **clip_only},
         _llm_rules() + _clip_rules(clip_prefix),
@@ -414,7 +474,9 @@ def build_model(config, converted: Mapping[str, torch.Tensor], dtype: torch.dtyp
     # tied copies (SAM's prompt-encoder positional embedding) are restored by the tie, not by a key
     outside = [k for k in outside if k not in model.all_tied_weights_keys]
     if outside or unexpected:
-        raise ConversionError(f"converted keys do not fit the model: missing {outside}, unexpected {unexpected}")
+        raise ConversionError(
+            f"converted keys do not fit the model: missing {outside}, unexpected {unexpected}"
+        )
     torch.manual_seed(seed)
     for name in fresh:
         module = _fresh_module(model, name, config)
@@ -438,7 +500,9 @@ def _fresh_module(model, name: str, config) -> torch.nn.Module:
             if config.span_head == "tokens"
             else MaskPooledSpanHead(hidden, config.temporal_head_dim)
         ),
-        "motion_tokenizer": lambda: MotionTokenizer(model.adapter.motion_input_dim, hidden, config.motion_grid),
+        "motion_tokenizer": lambda: MotionTokenizer(
+            model.adapter.motion_input_dim, hidden, config.motion_grid
+        ),
         "motion_dense_prompt": lambda: MotionDensePrompt(
             engine.prompt_dim, engine.embedding_size, engine.image_size, config.motion_dense_prompt_dim
         ),
@@ -457,15 +521,20 @@ def convert_lisa(
     out: str | Path,
     *,
     clip: str | Path | None = None,
+    sam: str | Path | None = None,
     dtype: str = "keep",
 ) -> Path:
     """Convert a LISA / MoRA-original checkpoint (folder, weights file or Hub id) into a mora folder ``out``.
 
     ``clip``: the CLIP tower when the checkpoint has none (folder or Hub id; default ``DEFAULT_CLIP``).
+    ``sam``: replace LISA's SAM (``model.visual_model.*``) by Meta's SAM (a ``.pth`` or a transformers
+    ``SamModel`` folder / Hub id), as the released MoRA training did; LISA's ``text_hidden_fcs`` is kept.
     """
     from mora.processing.processing_mora import MoRAProcessor
 
-    source = resolve_source(checkpoint, "--checkpoint", ["*.json", "*.safetensors", "*.bin", "tokenizer*", "*.model"])
+    source = resolve_source(
+        checkpoint, "--checkpoint", ["*.json", "*.safetensors", "*.bin", "tokenizer*", "*.model"]
+    )
     folder = _source_folder(source)
     state = load_state_dict(source)
     parts = LisaParts(source_config=read_source_config(folder), tokenizer=load_source_tokenizer(folder))
@@ -474,9 +543,16 @@ def convert_lisa(
         parts.notes["clip"] = str(clip or DEFAULT_CLIP)
     elif clip is not None:
         logger.info("the checkpoint holds its CLIP tower: --clip %s is not used", clip)
+    if sam is not None:
+        parts.sam = load_sam(sam)
+        parts.notes["sam"] = str(sam)
     try:
         config, converted, tokenizer = convert_lisa_state_dict(state, parts)
-        kept = {k: v for k, v in state.items() if not any(re.fullmatch(p, k) for p in IGNORED_KEYS)}
+        kept = {
+            k: v
+            for k, v in state.items()
+            if not any(re.fullmatch(p, k) for p in IGNORED_KEYS) and not (sam and k.startswith(SAM_PREFIX))
+        }
         out_dtype = resolve_dtype(kept, dtype)
     except ConversionError as err:
         raise ConversionError(f"{checkpoint}: {err}") from None
@@ -489,10 +565,11 @@ def convert_lisa(
         "preset": PRESET,
         "checkpoint": str(checkpoint),
         "clip": parts.notes.get("clip"),
+        "sam": parts.notes.get("sam"),
         "dtype": str(out_dtype).removeprefix("torch."),
         "fresh_modules": FRESH_MODULES,
         "ignored_keys": IGNORED_KEYS,
-        **{k: v for k, v in parts.notes.items() if k != "clip"},
+        **{k: v for k, v in parts.notes.items() if k not in ("clip", "sam")},
     }
     with atomic_path(Path(out)) as tmp:
         model.save_pretrained(tmp)

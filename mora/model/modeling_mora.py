@@ -649,7 +649,9 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         refused).
         """
         if kwargs.pop("trust_remote_code", False):
-            raise ValueError("MoRA checkpoints are loaded as data only: trust_remote_code=True is not supported")
+            raise ValueError(
+                "MoRA checkpoints are loaded as data only: trust_remote_code=True is not supported"
+            )
         if not os.path.isdir(pretrained_model_name_or_path):
             from mora.hub import resolve_checkpoint
 
@@ -678,7 +680,6 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         if MoRAProcessor.is_saved_in(pretrained_model_name_or_path):
             model.processor = MoRAProcessor.from_pretrained(pretrained_model_name_or_path)
         return (model, info) if want_info else model
-
 
     def push_to_hub(
         self,
