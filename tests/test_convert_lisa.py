@@ -475,3 +475,115 @@ def test_output_folder_is_not_overwritten_without_the_flag(converted_bin, capsys
 def test_errors_of_the_python_api_are_conversion_errors(tmp_path):
     with pytest.raises(ConversionError, match="does not exist"):
         convert_lisa(tmp_path / "nowhere", tmp_path / "out")
+
+
+# ------------------------------------------------------------------------------------- published layout
+class _StubTokenizer:
+    """LISA-7B-v1's vocabulary by size alone: LLaMA's 32000 tokens, then LISA's 4 (``[SEG]`` = 32003)."""
+
+    def __init__(self) -> None:
+        self.vocab = {f"<piece{i}>": i for i in range(32000)}
+        self.vocab.update({"<im_patch>": 32000, "<im_start>": 32001, "<im_end>": 32002, "[SEG]": 32003})
+        self.unk_token_id, self.bos_token_id, self.eos_token_id = 0, 1, 2
+        self.eos_token, self.pad_token = "<piece2>", None
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def get_vocab(self) -> dict[str, int]:
+        return dict(self.vocab)
+
+    def add_tokens(self, tokens, special_tokens: bool = False) -> int:
+        new = [t for t in tokens if t not in self.vocab]
+        for t in new:
+            self.vocab[t] = len(self.vocab)
+        return len(new)
+
+    def convert_tokens_to_ids(self, token: str) -> int:
+        return self.vocab.get(token, self.unk_token_id)
+
+    @property
+    def pad_token_id(self) -> int:
+        return self.vocab[self.pad_token]
+
+
+def test_lisa_7b_layout_gives_the_preset_key_for_key():
+    """LISA-7B-v1's tensors (shapes on the meta device: Vicuna-7B, one-Linear projector, text_hidden_fcs
+    4096 -> 256, segment-anything's ViT-H) with openai/clip-vit-large-patch14 give exactly the
+    lisa_7b_sam_vit_h preset's configuration and every key of its model but the fresh modules."""
+    from mora.convert.lisa import LisaParts, _expected_shapes, convert_lisa_state_dict
+    from mora.model.mask_engines import sam_vit_h_config
+    from mora.presets import lisa_7b_sam_vit_h
+    from tests.test_convert_sam import _segment_anything_modeling
+
+    _segment_anything_modeling()
+    import segment_anything.build_sam as build_sam
+
+    clip_config = CLIPVisionConfig(
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=224,
+        patch_size=14,
+        projection_dim=768,
+    )
+    with torch.device("meta"):
+        llama = LlamaForCausalLM(
+            LlamaConfig(
+                vocab_size=32004,
+                hidden_size=4096,
+                intermediate_size=11008,
+                num_hidden_layers=32,
+                num_attention_heads=32,
+            )
+        )
+        state = dict(llama.state_dict())
+        state.update(
+            {f"model.visual_model.{k}": v for k, v in build_sam.build_sam_vit_h().state_dict().items()}
+        )
+        clip = {f"vision_model.{k}": v for k, v in CLIPVisionModel(clip_config).state_dict().items()}
+        state["model.mm_projector.weight"] = torch.empty(4096, 1024)
+        state["model.mm_projector.bias"] = torch.empty(4096)
+        for i, shape in ((0, (4096, 4096)), (2, (256, 4096))):
+            state[f"model.text_hidden_fcs.0.{i}.weight"] = torch.empty(shape)
+            state[f"model.text_hidden_fcs.0.{i}.bias"] = torch.empty(shape[0])
+    source_config = {**_lisa_config(), "hidden_size": 4096, "intermediate_size": 11008}
+    source_config.update(
+        num_attention_heads=32, num_hidden_layers=32, num_key_value_heads=32, vocab_size=32004
+    )
+    source_config.update(max_position_embeddings=2048, mm_hidden_size=1024, out_dim=256)
+    parts = LisaParts(source_config, _StubTokenizer(), clip_state=clip, clip_config=clip_config)
+    config, converted, tokenizer = convert_lisa_state_dict(state, parts)
+
+    preset = lisa_7b_sam_vit_h()
+    assert len(tokenizer) == preset.vlm_config.text_config.vocab_size == 32007
+    assert tokenizer.convert_tokens_to_ids("[SEG]") == 32003
+    for name in (
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "vocab_size",
+    ):
+        assert getattr(config.text_config, name) == getattr(preset.text_config, name), name
+    ours, theirs = config.vlm_config.vision_config, preset.vlm_config.vision_config
+    for name in (
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "image_size",
+    ):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert config.vlm_config.projector_hidden_act == preset.vlm_config.projector_hidden_act == "linear"
+    assert config.vlm_config.vision_feature_layer == preset.vlm_config.vision_feature_layer == -2
+    assert config.mask_engine_config.to_diff_dict() == sam_vit_h_config().to_diff_dict()
+    fields = ("seg_hidden_offset", "frame_prompts", "chat_template", "propagation", "backbone_image_size")
+    assert all(getattr(config, f) == getattr(preset, f) for f in fields)
+    expected = {
+        k: v
+        for k, v in _expected_shapes(preset).items()
+        if not k.startswith(tuple(f"{m}." for m in FRESH_MODULES))
+    }
+    assert {k: v.shape for k, v in converted.items()} == expected

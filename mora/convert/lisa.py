@@ -56,7 +56,6 @@ from mora.convert.checkpoint_io import (
     ConversionError,
     Rule,
     cast_floating,
-    expected_shapes,
     load_state_dict,
     remap_state_dict,
     resolve_dtype,
@@ -140,6 +139,11 @@ def resolve_source(source: str | Path, what: str, patterns: list[str]) -> Path:
         ) from None
 
 
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def _source_folder(path: Path) -> Path:
     return path if path.is_dir() else path.parent
 
@@ -199,21 +203,18 @@ def load_sam(source: str | Path) -> tuple[SamConfig, dict[str, torch.Tensor]]:
             return convert_sam_state_dict(load_state_dict(path))
         except ConversionError as err:
             raise ConversionError(f"--sam {source}: {err}") from None
-    try:
-        config = SamConfig.from_pretrained(str(path))
+    try:  # transformers' own loader: it knows the key names of every version that saved the folder
+        model, info = SamModel.from_pretrained(str(path), output_loading_info=True)
     except Exception as err:  # noqa: BLE001
-        raise ConversionError(f"--sam {source}: not a SamModel config.json ({err})") from None
-    state = load_state_dict(path)
-    tied, source_key = (
-        "prompt_encoder.shared_embedding.positional_embedding",
-        "shared_image_embedding.positional_embedding",
-    )
-    if tied not in state and source_key in state:  # saved once by transformers (a tied weight)
-        state[tied] = state[source_key].clone()
-    converted = remap_state_dict(
-        state, [Rule(r"(.+)", r"\1")], expected_shapes(SamModel, config), what=f"--sam {source}"
-    )
-    return config, converted
+        raise ConversionError(
+            f"--sam {source}: not a transformers SamModel folder ({_first_line(err)})"
+        ) from None
+    problems = {
+        k: v for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")
+    }
+    if problems:
+        raise ConversionError(f"--sam {source}: the SamModel folder does not load cleanly: {problems}")
+    return model.config, {k: v.detach() for k, v in model.state_dict().items()}
 
 
 # ------------------------------------------------------------------------------------------ configs
