@@ -409,7 +409,8 @@ def test_sam_replaced_by_meta_sam(source, clip_folder, tmp_path, sam_format):
     torch.testing.assert_close(
         decoder.iou_token.weight, other.sam.mask_decoder.iou_token.weight, atol=0, rtol=0
     )
-    assert json.loads((out / PROVENANCE_NAME).read_text())["sam"] == str(sam)
+    provenance = json.loads((out / PROVENANCE_NAME).read_text())
+    assert provenance["sam"] == str(sam) and "replaced by --sam" in str(provenance["ignored_keys"])
 
 
 # --------------------------------------------------------------------------------------------- errors

@@ -473,7 +473,14 @@ def convert_lisa(
         "sam": parts.notes.get("sam"),
         "dtype": str(out_dtype).removeprefix("torch."),
         "fresh_modules": FRESH_MODULES,
-        "ignored_keys": IGNORED_KEYS,
+        "ignored_keys": {
+            **IGNORED_KEYS,
+            **(
+                {re.escape(SAM_PREFIX) + ".*": f"LISA's SAM, replaced by --sam {sam}"}
+                if sam is not None
+                else {}
+            ),
+        },
         **{k: v for k, v in parts.notes.items() if k not in ("clip", "sam")},
     }
     with atomic_path(Path(out)) as tmp:
