@@ -105,6 +105,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_assemble(args: argparse.Namespace) -> int:
+    from mora.assemble import AssembleError, assemble
+
+    out = Path(args.out)
+    if out.exists() and not (out.is_dir() and args.overwrite):
+        raise UserError(f"--out {out} exists (pass --overwrite to replace a folder)")
+    try:
+        assemble(args.preset, args.vlm, args.mask_engine, out, dtype=args.dtype)
+    except (AssembleError, OSError) as err:
+        raise UserError(str(err).splitlines()[0]) from None
+    return 0
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from mora.convert import ConversionError
     from mora.convert.cli import run_converter
@@ -138,10 +151,21 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     init = sub.add_parser("init-tiny", help="write a randomly initialised tiny model + processor")
     init.add_argument("--out", required=True, help="output folder")
-    init.add_argument("--backbone", choices=("llava", "qwen2_5_vl"), default="llava")
+    init.add_argument("--backbone", choices=("llava", "qwen2_5_vl", "qwen3_vl"), default="llava")
     init.add_argument("--mask-engine", choices=("sam2", "sam"), default="sam2")
     init.add_argument("--seed", type=int, default=0)
     init.set_defaults(func=cmd_init_tiny)
+    asm = sub.add_parser(
+        "assemble",
+        help="a real preset's MoRA folder from transformers-format base checkpoints (e.g. Qwen3-VL + SAM2.1)",
+    )
+    asm.add_argument("--preset", required=True, help="e.g. qwen3_vl_8b_sam2_1_large")
+    asm.add_argument("--vlm", required=True, help="VLM checkpoint folder or Hub id (with its tokenizer)")
+    asm.add_argument("--mask-engine", required=True, help="SAM2 / SAM checkpoint folder or Hub id")
+    asm.add_argument("--out", required=True, help="output folder")
+    asm.add_argument("--dtype", choices=("bfloat16", "float16", "float32"), default="bfloat16")
+    asm.add_argument("--overwrite", action="store_true")
+    asm.set_defaults(func=cmd_assemble)
     pred = sub.add_parser("predict", help="masks, span and answer for one video and question")
     pred.add_argument("--model", required=True, help="checkpoint folder or Hugging Face Hub id")
     pred.add_argument("--video", required=True, help="mp4 file or folder of frames")

@@ -3,7 +3,7 @@
 It composes two transformers configs, validated on creation:
 
 * ``vlm_config``: the backbone (``LlavaConfig`` for the LLaVA/LISA family, ``Qwen2_5_VLConfig`` for the
-  Qwen2.5-VL family);
+  Qwen2.5-VL family, ``Qwen3VLConfig`` for the Qwen3-VL family);
 * ``mask_engine_config``: the mask engine (``Sam2Config`` family -> SAM2 engine, ``SamConfig`` -> SAM v1).
 
 Everything MoRA adds on top lives in flat fields below: special-token ids (read from the tokenizer by the
@@ -18,9 +18,9 @@ from typing import Any, ClassVar
 from transformers import AutoConfig, PretrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
-BACKBONE_FAMILIES = ("llava", "qwen2_5_vl")
+BACKBONE_FAMILIES = ("llava", "qwen2_5_vl", "qwen3_vl")
 # backbone family -> the transformers model_type its vlm_config must have
-_FAMILY_MODEL_TYPE = {"llava": "llava", "qwen2_5_vl": "qwen2_5_vl"}
+_FAMILY_MODEL_TYPE = {"llava": "llava", "qwen2_5_vl": "qwen2_5_vl", "qwen3_vl": "qwen3_vl"}
 MASK_ENGINE_MODEL_TYPES = ("sam2", "sam2_video", "sam")
 PROPAGATION_MODES = ("memory", "per_frame")
 VIDEO_POOLINGS = ("videochatgpt", "frame_grid")
@@ -67,7 +67,7 @@ class MoRAConfig(PretrainedConfig):
         vlm_config: backbone config (dict or ``PretrainedConfig``); its ``model_type`` must match
             ``backbone_family``.
         mask_engine_config: ``Sam2Config``/``Sam2VideoConfig`` or ``SamConfig`` (dict or object).
-        backbone_family: ``"llava"`` or ``"qwen2_5_vl"``.
+        backbone_family: ``"llava"``, ``"qwen2_5_vl"`` or ``"qwen3_vl"``.
         seg_token_id, loc_token_id: ids of ``[SEG]``/``[LOC]`` in the tokenizer (set by the processor).
         video_token_id: placeholder id expanded to the visual tokens of the video.
         motion_token_id: placeholder id expanded to the motion tokens.
@@ -77,7 +77,7 @@ class MoRAConfig(PretrainedConfig):
         video_pooling: how LLaVA-family frames become video tokens: ``"videochatgpt"`` (MoRA's: the patch
             grid averaged over time, h*w tokens, plus one spatial mean per frame, T tokens) or
             ``"frame_grid"`` (each frame's patch grid average-pooled to ``video_pool_grid`` squared tokens,
-            T*p*p tokens: where things are in every frame, not only on average). Qwen2.5-VL keeps its own
+            T*p*p tokens: where things are in every frame, not only on average). The Qwen families keep their own
             spatio-temporal patches.
         video_pool_grid: p of ``"frame_grid"``.
         use_motion_dense_prompt: give the mask decoder a dense motion prompt per frame

@@ -4,6 +4,7 @@
 * ``small()``: a mid-size random model for step-time benchmarks.
 * ``lisa_7b_sam_vit_h()``: the paper's setting: LISA-7B (Llama-7B, CLIP ViT-L/14 224) + SAM ViT-H.
 * ``qwen2_5_vl_7b_sam2_1_large()``: Qwen2.5-VL-7B-Instruct + SAM2.1 Hiera-L.
+* ``qwen3_vl_8b_sam2_1_large()``: Qwen3-VL-8B-Instruct (DeepStack, timestamped video) + SAM2.1 Hiera-L.
 
 Real presets name the Hub ids of their weights in ``WEIGHT_SOURCES``; they build configs only (weights
 are loaded or converted separately). Tiny presets carry the ids of the offline tiny tokenizer; real ones
@@ -12,7 +13,14 @@ get theirs from the processor (`MoRAProcessor.apply_token_ids`).
 
 from __future__ import annotations
 
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, PreTrainedTokenizerBase, Qwen2_5_VLConfig
+from transformers import (
+    CLIPVisionConfig,
+    LlamaConfig,
+    LlavaConfig,
+    PreTrainedTokenizerBase,
+    Qwen2_5_VLConfig,
+    Qwen3VLConfig,
+)
 
 from mora.configuration_mora import MoRAConfig
 from mora.model.mask_engines.configs import (
@@ -31,8 +39,15 @@ WEIGHT_SOURCES = {
         "vlm": "Qwen/Qwen2.5-VL-7B-Instruct",
         "mask_engine": "facebook/sam2.1-hiera-large",
     },
+    "qwen3_vl_8b_sam2_1_large": {
+        "vlm": "Qwen/Qwen3-VL-8B-Instruct",
+        "mask_engine": "facebook/sam2.1-hiera-large",
+    },
 }
 TINY_IMAGE_SIZE = 64
+BACKBONES = ("llava", "qwen2_5_vl", "qwen3_vl")
+# Qwen3-VL's image processor normalises with mean = std = 0.5 (transformers' IMAGENET_STANDARD_*)
+QWEN3_VL_IMAGE_STATS = {"backbone_image_mean": (0.5, 0.5, 0.5), "backbone_image_std": (0.5, 0.5, 0.5)}
 
 
 def _tiny_mask_engine(mask_engine: str, image_size: int):
@@ -57,6 +72,10 @@ def _qwen_config(*, vision: dict, text: dict) -> Qwen2_5_VLConfig:
     return Qwen2_5_VLConfig(vision_config=vision, text_config=text)
 
 
+def _qwen3_config(*, vision: dict, text: dict) -> Qwen3VLConfig:
+    return Qwen3VLConfig(vision_config=vision, text_config=text)
+
+
 def _tiny_vlm(backbone: str, text: dict):
     """Tiny backbone config (64-px frames, patch 8) and its chat template."""
     if backbone == "llava":
@@ -69,27 +88,35 @@ def _tiny_vlm(backbone: str, text: dict):
             patch_size=8,
         )
         return _llava_config(vision=vision, text=text, feature_layer=-1), "vicuna_v1"
-    elif backbone == "qwen2_5_vl":
-        vision = dict(
-            depth=2,
-            hidden_size=64,
-            intermediate_size=128,
-            num_heads=2,
-            patch_size=8,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-            window_size=32,
-            out_hidden_size=128,
-            fullatt_block_indexes=[1],
-            tokens_per_second=2,
-        )
-        text = {
-            **text,
-            "num_key_value_heads": 2,
-            "rope_parameters": {"rope_type": "default", "mrope_section": [4, 6, 6]},
-        }
+    # the two Qwen families share the tiny vision tower's sizes (patch 8, 2x2 merge, 2-frame patches)
+    vision = dict(
+        depth=2,
+        hidden_size=64,
+        intermediate_size=128,
+        num_heads=2,
+        patch_size=8,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        out_hidden_size=128,
+    )
+    text = {**text, "num_key_value_heads": 2}
+    if backbone == "qwen2_5_vl":
+        vision.update(window_size=32, fullatt_block_indexes=[1], tokens_per_second=2)
+        text["rope_parameters"] = {"rope_type": "default", "mrope_section": [4, 6, 6]}
         return _qwen_config(vision=vision, text=text), "chatml"
-    raise ValueError(f"backbone must be 'llava' or 'qwen2_5_vl', got {backbone!r}")
+    if backbone == "qwen3_vl":
+        vision.update(
+            num_position_embeddings=64,  # an 8 x 8 learned grid: the 64-px frame's patches
+            deepstack_visual_indexes=[0, 1],  # features of both blocks join LM layers 0 and 1
+        )
+        text["head_dim"] = 32
+        text["rope_parameters"] = {
+            "rope_type": "default",
+            "mrope_section": [6, 5, 5],
+            "mrope_interleaved": True,
+        }
+        return _qwen3_config(vision=vision, text=text), "chatml"
+    raise ValueError(f"backbone must be one of {BACKBONES}, got {backbone!r}")
 
 
 def tiny(
@@ -148,6 +175,7 @@ def tiny(
         use_video_dense_prompt=True,
         pixel_mask_dim=32,
         span_head="mask_pooled",
+        **(QWEN3_VL_IMAGE_STATS if backbone == "qwen3_vl" else {}),
     )
     _apply_tiny_token_ids(config, tokenizer)
     return config
@@ -260,15 +288,66 @@ def qwen2_5_vl_7b_sam2_1_large(*, num_frames: int = 16) -> MoRAConfig:
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [16, 24, 24]},
         tie_word_embeddings=False,
     )
+    return _qwen_sam2_1_large(_qwen_config(vision=vision, text=text), num_frames)
+
+
+def _qwen_sam2_1_large(vlm_config, num_frames: int, **fields) -> MoRAConfig:
+    """A Qwen backbone with SAM2.1 Hiera-L and memory propagation, 448-px backbone frames, ChatML."""
     return MoRAConfig(
-        vlm_config=_qwen_config(vision=vision, text=text),
+        vlm_config=vlm_config,
         mask_engine_config=sam2_1_hiera_large_config(),
-        backbone_family="qwen2_5_vl",
+        backbone_family=vlm_config.model_type,
         num_frames=num_frames,
         backbone_image_size=448,
         chat_template="chatml",
         propagation="memory",
+        **fields,
     )
+
+
+def qwen3_vl_8b_sam2_1_large(*, num_frames: int = 16) -> MoRAConfig:
+    """Qwen3-VL-8B-Instruct (native video with timestamps, DeepStack, 448-px frames) + SAM2.1 Hiera-L with
+    memory propagation.
+
+    Sizes: the ``config.json`` of Qwen/Qwen3-VL-8B-Instruct as published (read from copies of it in
+    fine-tunes that name it as their base; the Hub cannot be reached here): text 36 layers, hidden 4096,
+    MLP 12288, 32 heads / 8 KV heads of 128, vocabulary 151936, M-RoPE sections [24, 20, 20] interleaved,
+    theta 5e6, 262144 positions, untied head; vision 27 blocks of 1152 (MLP 4304, 16 heads), patch 16,
+    learned 48 x 48 position grid, DeepStack after blocks 8, 16, 24, output 4096. 8.77e9 parameters.
+    """
+    vision = dict(
+        depth=27,
+        hidden_size=1152,
+        hidden_act="gelu_pytorch_tanh",
+        intermediate_size=4304,
+        num_heads=16,
+        in_channels=3,
+        patch_size=16,
+        spatial_merge_size=2,
+        temporal_patch_size=2,
+        out_hidden_size=4096,
+        num_position_embeddings=2304,
+        deepstack_visual_indexes=[8, 16, 24],
+    )
+    text = dict(
+        hidden_size=4096,
+        intermediate_size=12288,
+        num_hidden_layers=36,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        head_dim=128,
+        hidden_act="silu",
+        rms_norm_eps=1e-6,
+        vocab_size=151936,
+        max_position_embeddings=262144,
+        rope_parameters={
+            "rope_type": "default",
+            "rope_theta": 5000000.0,
+            "mrope_section": [24, 20, 20],
+            "mrope_interleaved": True,
+        },
+    )
+    return _qwen_sam2_1_large(_qwen3_config(vision=vision, text=text), num_frames, **QWEN3_VL_IMAGE_STATS)
 
 
 PRESETS = {
@@ -276,4 +355,5 @@ PRESETS = {
     "small": small,
     "lisa_7b_sam_vit_h": lisa_7b_sam_vit_h,
     "qwen2_5_vl_7b_sam2_1_large": qwen2_5_vl_7b_sam2_1_large,
+    "qwen3_vl_8b_sam2_1_large": qwen3_vl_8b_sam2_1_large,
 }

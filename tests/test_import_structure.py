@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mora.model.mask_engines import build_mask_engine
-from mora.presets import lisa_7b_sam_vit_h, qwen2_5_vl_7b_sam2_1_large, tiny
+from mora.presets import lisa_7b_sam_vit_h, qwen2_5_vl_7b_sam2_1_large, qwen3_vl_8b_sam2_1_large, tiny
 from mora.processing.image_ops import mask_engine_frame_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,8 +33,16 @@ def test_processing_does_not_import_the_model():
         lambda: tiny("llava", "sam2", mask_image_size=128),
         lisa_7b_sam_vit_h,
         qwen2_5_vl_7b_sam2_1_large,
+        qwen3_vl_8b_sam2_1_large,
     ],
-    ids=["tiny_sam2", "tiny_sam", "tiny_sam2_128", "lisa_sam_vit_h", "qwen_sam2_1_large"],
+    ids=[
+        "tiny_sam2",
+        "tiny_sam",
+        "tiny_sam2_128",
+        "lisa_sam_vit_h",
+        "qwen_sam2_1_large",
+        "qwen3_sam2_1_large",
+    ],
 )
 def test_mask_engine_frame_settings_match_the_engine(make_config):
     config = make_config()

@@ -8,7 +8,14 @@ from model_testing import NUM_FRAMES, PAPER_STYLE, tiny_model, training_batch
 
 from mora.model.trainable import TrainableSettings, configure_trainable
 
-COMBOS = [("llava", "sam2"), ("llava", "sam"), ("qwen2_5_vl", "sam2"), ("qwen2_5_vl", "sam")]
+COMBOS = [
+    ("llava", "sam2"),
+    ("llava", "sam"),
+    ("qwen2_5_vl", "sam2"),
+    ("qwen2_5_vl", "sam"),
+    ("qwen3_vl", "sam2"),
+    ("qwen3_vl", "sam"),
+]
 
 
 @pytest.mark.parametrize(
@@ -20,6 +27,7 @@ COMBOS = [("llava", "sam2"), ("llava", "sam"), ("qwen2_5_vl", "sam2"), ("qwen2_5
         ("llava", "sam2", PAPER_STYLE),
         ("llava", "sam", PAPER_STYLE),
         ("qwen2_5_vl", "sam2", {**PAPER_STYLE, "video_pooling": "videochatgpt"}),
+        ("qwen3_vl", "sam2", {**PAPER_STYLE, "video_pooling": "videochatgpt"}),
         ("llava", "sam", {"video_pooling": "frame_grid", "video_pool_grid": 2}),
     ],
 )
@@ -169,8 +177,9 @@ def test_llm_sees_config_num_frames_while_heads_see_all_frames():
     assert out.span_logits.shape == (1, 9) and out.mask_logits.shape[1] == 9
 
 
-def test_activation_checkpointing_gives_the_same_loss_and_gradients():
-    model = tiny_model("llava", "sam2")
+@pytest.mark.parametrize("backbone", ["llava", "qwen3_vl"])  # qwen3_vl: DeepStack between checkpointed layers
+def test_activation_checkpointing_gives_the_same_loss_and_gradients(backbone):
+    model = tiny_model(backbone, "sam2")
     configure_trainable(model, TrainableSettings())
     batch = training_batch(model.processor)
     torch.manual_seed(0)  # same LoRA-dropout masks in both passes
@@ -230,8 +239,9 @@ def test_frame_grid_video_tokens_keep_every_frame_layout():
     assert changed.any(-1)[0].nonzero().flatten().tolist() == [4, 5, 6, 7]
     with pytest.raises(ValueError, match="video_pooling"):
         tiny_model("llava", "sam2", video_pooling="mean")
-    with pytest.raises(ValueError, match="llava family only"):
-        tiny_model("qwen2_5_vl", "sam2", video_pooling="frame_grid")
+    for qwen in ("qwen2_5_vl", "qwen3_vl"):
+        with pytest.raises(ValueError, match="llava family only"):
+            tiny_model(qwen, "sam2", video_pooling="frame_grid")
 
 
 def test_loc_hidden_offset_reads_the_state_before_loc():

@@ -46,6 +46,19 @@ def test_qwen2_5_vl_7b_sam2_1_large_parameter_counts():
     assert config.propagation == "memory"
 
 
+def test_qwen3_vl_8b_sam2_1_large_parameter_counts():
+    config = presets.qwen3_vl_8b_sam2_1_large()
+    assert presets.WEIGHT_SOURCES["qwen3_vl_8b_sam2_1_large"]["vlm"] == "Qwen/Qwen3-VL-8B-Instruct"
+    model = _meta_model(config)
+    assert _count([model.vlm]) == pytest.approx(8.77e9, rel=0.01)  # Qwen3-VL-8B-Instruct
+    assert _count([model.vlm.model.visual]) == pytest.approx(0.58e9, rel=0.02)  # ViT + mergers (DeepStack)
+    assert len(model.vlm.model.visual.deepstack_merger_list) == 3
+    engine = PUBLISHED_NUM_PARAMETERS["facebook/sam2.1-hiera-large"]
+    assert _count([model.mask_engine]) == pytest.approx(engine, rel=0.01)
+    assert config.propagation == "memory" and config.backbone_image_mean == (0.5, 0.5, 0.5)
+    assert config.backbone_image_size % 32 == 0  # patch 16 x merge 2
+
+
 def test_config_validation_names_the_bad_value():
     base = presets.tiny().to_dict()
     with pytest.raises(ValueError, match="propagation"):
@@ -54,6 +67,8 @@ def test_config_validation_names_the_bad_value():
         MoRAConfig.from_dict({**base, "seg_hidden_offset": 3})
     with pytest.raises(ValueError, match="needs a vlm_config of model_type 'qwen2_5_vl', got 'llava'"):
         MoRAConfig.from_dict({**base, "backbone_family": "qwen2_5_vl"})
+    with pytest.raises(ValueError, match="needs a vlm_config of model_type 'qwen3_vl', got 'qwen2_5_vl'"):
+        MoRAConfig.from_dict({**presets.tiny("qwen2_5_vl").to_dict(), "backbone_family": "qwen3_vl"})
 
 
 def test_no_module_imports_torchvision():

@@ -13,7 +13,7 @@ from mora.processing.tokenizer import build_tiny_tokenizer
 from mora.processing.visual_layout import VisualLayout
 
 
-@pytest.fixture(scope="module", params=["llava", "qwen2_5_vl"])
+@pytest.fixture(scope="module", params=["llava", "qwen2_5_vl", "qwen3_vl"])
 def processor(request):
     return MoRAProcessor.from_config(tiny_config(request.param, "sam2"), build_tiny_tokenizer())
 
@@ -102,7 +102,11 @@ def test_inference_batch_has_no_labels(processor):
     clip, _ = moving_square_clip()
     batch = processor([clip], ["Which object moves right?"])
     assert "labels" not in batch and "gt_masks" not in batch
-    assert set(batch) == {"input_ids", "attention_mask", "pixel_values", "mask_pixel_values"}
+    qwen = {"mm_token_type_ids"} if processor.layout.backbone_family.startswith("qwen") else set()
+    assert set(batch) == {"input_ids", "attention_mask", "pixel_values", "mask_pixel_values", *qwen}
+    if qwen:  # what transformers' Qwen processors give: 2 at the video tokens, 0 elsewhere
+        video = batch["input_ids"] == processor.token_ids.video
+        assert torch.equal(batch["mm_token_type_ids"], video.to(torch.int) * 2)
 
 
 def test_processor_save_and_load_round_trip(processor, tmp_path):
@@ -122,6 +126,19 @@ def test_layout_counts_per_family():
     assert llava.num_video_tokens(20) == 64 + 8 and llava.num_motion_tokens(20) == 7 * 16
     qwen = VisualLayout("qwen2_5_vl", 64, 8, False, 2, 2, 8, False, 4)
     assert qwen.num_video_tokens(5) == 3 * 16 and qwen.num_motion_tokens(5) == 0
+    assert qwen.video_segments(5) == [(None, 3 * 16)]
+    qwen3 = VisualLayout("qwen3_vl", 64, 8, False, 2, 2, 8, False, 4, frame_rate=2.0)
+    assert qwen3.num_video_tokens(5) == 3 * 16
+    # one timestamped group per temporal patch: frames (0, 1), (2, 3), (4, 4 repeated) at 2 fps
+    assert qwen3.video_segments(5) == [("<0.2 seconds>", 16), ("<1.2 seconds>", 16), ("<2.0 seconds>", 16)]
+    # 20 frames, 8 seen by the language model: indices 0 3 5 8 11 14 16 19, timestamps of pairs at 10 fps
+    ten = VisualLayout("qwen3_vl", 64, 8, False, 2, 2, 8, False, 4, frame_rate=10.0)
+    assert [label for label, _ in ten.video_segments(20)] == [
+        "<0.1 seconds>",
+        "<0.7 seconds>",
+        "<1.2 seconds>",
+        "<1.8 seconds>",
+    ]
 
 
 def test_frames_as_pil_list_match_array(processor):

@@ -183,7 +183,10 @@ def test_resized_vocabulary_survives_save_and_load(tmp_path):
         assert torch.equal(model.eval()(**batch).logits, loaded(**batch).logits)
 
 
-@pytest.mark.parametrize(("backbone", "engine"), [("llava", "sam"), ("llava", "sam2"), ("qwen2_5_vl", "sam")])
+@pytest.mark.parametrize(
+    ("backbone", "engine"),
+    [("llava", "sam"), ("llava", "sam2"), ("qwen2_5_vl", "sam"), ("qwen3_vl", "sam2")],
+)
 def test_every_tensor_survives_save_and_load(backbone, engine, tmp_path):
     """No key missing or unexpected, and every parameter and buffer equal: including weights the
     wrapped transformers models tie (SAM's prompt-encoder positional embedding is saved once, as the

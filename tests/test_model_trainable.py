@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from model_testing import tiny_model, training_batch
 
 from mora.model.trainable import TrainableSettings, configure_trainable, trainable_parameter_counts
 
 
-def test_lora_touches_only_the_language_model():
-    model = tiny_model("qwen2_5_vl", "sam2")
+@pytest.mark.parametrize("backbone", ["qwen2_5_vl", "qwen3_vl"])
+def test_lora_touches_only_the_language_model(backbone):
+    model = tiny_model(backbone, "sam2")
     configure_trainable(model, TrainableSettings())
     lora = [n for n, _ in model.named_parameters() if "lora_" in n]
     assert lora

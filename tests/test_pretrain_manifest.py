@@ -11,7 +11,13 @@ import download  # noqa: E402
 
 def test_manifest_entries_have_repo_ids():
     manifest = download.load_manifest()
-    assert {"lisa-7b-v1", "sam-vit-huge", "sam2.1-hiera-large", "qwen2.5-vl-7b-instruct"} <= set(manifest)
+    assert {
+        "lisa-7b-v1",
+        "sam-vit-huge",
+        "sam2.1-hiera-large",
+        "qwen2.5-vl-7b-instruct",
+        "qwen3-vl-8b-instruct",
+    } <= set(manifest)
     assert all("/" in e["repo_id"] for e in manifest.values())
 
 

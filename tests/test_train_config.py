@@ -70,6 +70,17 @@ def test_real_recipes_match_the_paper():
     assert load_deepspeed_config(z3, REPO)["zero_optimization"]["stage"] == 3
 
 
+def test_qwen_recipes_share_the_mixture_and_optimisation():
+    qwen25 = load_run_config(REPO / "train/configs/qwen2_5_vl_7b_sam2_1_large.yaml")
+    qwen3 = load_run_config(REPO / "train/configs/qwen3_vl_8b_sam2_1_large.yaml")
+    assert qwen3.model.pretrained == "pretrain_weights/mora_qwen3_vl_8b_sam2_1_large"
+    assert qwen3.model.preset is None and qwen3.model.trainable == {"recipe": "default"}
+    assert qwen3.data == qwen25.data and qwen3.optim == qwen25.optim
+    assert [d.spec["format"] for d in qwen3.data.datasets][:3] == ["refytvos", "mevis", "groundmore"]
+    assert qwen3.train.output_dir == "runs/qwen3_vl_8b_sam2_1_large"
+    assert load_deepspeed_config(qwen3, REPO)["bf16"]["enabled"] is True
+
+
 def test_yaml_base_and_overrides(tmp_path):
     (tmp_path / "base.yaml").write_text("optim: {lr: 1e-3, warmup_steps: 5}\ntrain: {epochs: 2}\n")
     (tmp_path / "child.yaml").write_text("base: base.yaml\noptim: {warmup_steps: 7}\n")

@@ -82,13 +82,13 @@ def predict(
     input_ids = torch.tensor([ids], device=model.device)
     pixel_values = pixel_values.unsqueeze(0).to(model.device, model.dtype)  # [1, T, 3, I, I]
     features, motion, llm_idx = model.encode_video(pixel_values)
-    embeds = model.build_inputs_embeds(input_ids, pixel_values, features, llm_idx)
+    embeds, lm_kwargs = model.build_inputs_embeds(input_ids, pixel_values, features, llm_idx)
     if mode == "template":
         mask = torch.ones_like(input_ids)
-        hidden = model.language_model_hidden(embeds, input_ids, mask, len(llm_idx))
+        hidden = model.language_model_hidden(embeds, input_ids, mask, len(llm_idx), lm_kwargs)
         sequence, answer_start = input_ids, len(processor.encode_sample(question, None, T)[0])
     else:
-        sequence, hidden = greedy_generate(model, input_ids, embeds, len(llm_idx))
+        sequence, hidden = greedy_generate(model, input_ids, embeds, len(llm_idx), lm_kwargs)
         answer_start = input_ids.shape[1]
     text = processor.decode(sequence[0, answer_start:].tolist())
     return _ground(
@@ -107,9 +107,10 @@ def predict(
 
 
 def greedy_generate(
-    model, input_ids: torch.Tensor, embeds: torch.Tensor, num_llm_frames: int
+    model, input_ids: torch.Tensor, embeds: torch.Tensor, num_llm_frames: int, lm_kwargs=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Greedy decoding (B = 1) with a KV cache.
+    """Greedy decoding (B = 1) with a KV cache (``lm_kwargs``: the prompt pass's extra inputs from
+    ``model.build_inputs_embeds``, e.g. Qwen3-VL's DeepStack features; generated tokens are text).
 
     Returns:
         the full sequence ``[1, L + G]`` (prompt + generated ids) and the last hidden states of every
@@ -121,7 +122,11 @@ def greedy_generate(
     mask = torch.ones_like(input_ids)
     position_ids = adapter.position_ids(input_ids, mask, num_llm_frames)
     out = adapter.language_model(
-        inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids, use_cache=True
+        inputs_embeds=embeds,
+        attention_mask=mask,
+        position_ids=position_ids,
+        use_cache=True,
+        **(lm_kwargs or {}),
     )
     cache, states, tokens = out.past_key_values, [out.last_hidden_state], []
     for step in range(cfg.max_new_tokens):

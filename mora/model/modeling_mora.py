@@ -79,14 +79,18 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
     (vision tower, video adapter, mask-engine image encoder) for all of its questions.
     """
 
-    def __init__(self, config: MoRAConfig) -> None:
+    def __init__(self, config: MoRAConfig, *, vlm: PreTrainedModel | None = None, mask_engine=None) -> None:
+        """``vlm`` / ``mask_engine``: already built (e.g. loaded with base weights, `mora.assemble`) for the
+        configs in ``config``; built with random weights when None."""
         super().__init__(config)
-        self.vlm = build_vlm(config.vlm_config)
+        self.vlm = vlm if vlm is not None else build_vlm(config.vlm_config)
         options = {}
         if config.backbone_family == "llava":
             options = {"video_pooling": config.video_pooling, "video_pool_grid": config.video_pool_grid}
         self.adapter = build_adapter(config.backbone_family, self.vlm, config.backbone_image_size, **options)
-        self.mask_engine = build_mask_engine(config.mask_engine_config)
+        self.mask_engine = (
+            mask_engine if mask_engine is not None else build_mask_engine(config.mask_engine_config)
+        )
         hidden = config.hidden_size
         self.seg_projector = SegProjector(hidden, self.mask_engine.prompt_dim)
         self.temporal_head = (
@@ -206,8 +210,10 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         features: VisualFeatures,
         llm_idx: list[int],
         video_index: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """``[B, L, D]`` token embeddings with the video and motion placeholders filled in.
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """``[B, L, D]`` token embeddings with the video and motion placeholders filled in, and the keyword
+        arguments the language model reads beside them on the prompt pass (`language_model_hidden`,
+        `greedy_generate`): Qwen3-VL's DeepStack features of the video positions; empty for other families.
 
         ``pixel_values`` / ``features`` hold V videos; ``video_index [B]`` picks each question's (default:
         question b reads video b).
@@ -216,7 +222,8 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         cfg.require_token_ids()
         index = self._video_index(video_index, input_ids.shape[0], pixel_values.shape[0])
         llm_features = VisualFeatures(grid=features.grid[:, llm_idx], tokens=features.tokens[:, llm_idx])
-        video = self.adapter.video_tokens(pixel_values[:, llm_idx], llm_features)[index]  # [B, N_v, D]
+        video, layer_features = self.adapter.video_inputs(pixel_values[:, llm_idx], llm_features)
+        video = video[index]  # [B, N_v, D]
         vocab = self.get_input_embeddings().weight.shape[0]
         if int(input_ids.max()) >= vocab:
             raise ValueError(
@@ -234,7 +241,10 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             raise ValueError(
                 "input_ids contain <motion> placeholders but the config has use_motion_tokens=False"
             )
-        return embeds
+        lm_kwargs = self.adapter.language_model_kwargs(
+            input_ids == cfg.video_token_id, [f[index.to(f.device)] for f in layer_features]
+        )
+        return embeds, lm_kwargs
 
     @staticmethod
     def _video_index(video_index: torch.Tensor | None, num_questions: int, num_videos: int) -> torch.Tensor:
@@ -259,14 +269,16 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor,
         num_llm_frames: int,
+        lm_kwargs: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        """``[B, L, D]`` last hidden states of the language model."""
+        """``[B, L, D]`` last hidden states of the language model (``lm_kwargs``: from `build_inputs_embeds`)."""
         position_ids = self.adapter.position_ids(input_ids, attention_mask, num_llm_frames)
         out = self.adapter.language_model(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
             use_cache=False,
+            **(lm_kwargs or {}),
         )
         return out.last_hidden_state
 
@@ -486,6 +498,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         span_valid: torch.BoolTensor | None = None,
         video_index: torch.LongTensor | None = None,
         full_logits: bool | None = None,
+        mm_token_type_ids: torch.IntTensor | None = None,
         **unused: Any,
     ) -> MoRAOutput:
         """One pass over a batch from `MoRAProcessor` (shapes in docs/interfaces.md).
@@ -499,17 +512,22 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             full_logits: compute ``logits`` at every position (default: only without ``labels``; with labels
                 the language-model loss needs the positions that predict an answer token only, and
                 ``logits`` is None).
+            mm_token_type_ids: ``[B, L]`` Qwen families: the modality of every token (2 = video) as the
+                processor gives it; checked against the ``<video>`` placeholders of ``input_ids`` (positions are
+                computed from those).
         """
         if unused:
             raise TypeError(f"unexpected forward arguments: {sorted(unused)}")
         cfg = self.config
+        if mm_token_type_ids is not None:
+            _check_token_types(mm_token_type_ids, input_ids, cfg.video_token_id)
         pixel_values = pixel_values.to(self.device)
         index = self._video_index(video_index, input_ids.shape[0], pixel_values.shape[0])
         features, motion, llm_idx = self.encode_video(pixel_values)
         input_ids = input_ids.to(self.device)
         attention_mask = attention_mask.to(self.device)
-        embeds = self.build_inputs_embeds(input_ids, pixel_values, features, llm_idx, index)
-        hidden = self.language_model_hidden(embeds, input_ids, attention_mask, len(llm_idx))
+        embeds, lm_kwargs = self.build_inputs_embeds(input_ids, pixel_values, features, llm_idx, index)
+        hidden = self.language_model_hidden(embeds, input_ids, attention_mask, len(llm_idx), lm_kwargs)
         if full_logits is None:
             full_logits = labels is None
         logits = self.adapter.lm_head(hidden) if full_logits else None  # [B, L, V]
@@ -723,6 +741,17 @@ def _select(features: VisualFeatures, index) -> VisualFeatures:
     """The features of videos ``index`` (e.g. the video of each question), along the first dim."""
     index = torch.as_tensor(index, dtype=torch.long, device=features.tokens.device)
     return VisualFeatures(grid=features.grid[index], tokens=features.tokens[index])
+
+
+def _check_token_types(mm_token_type_ids: torch.Tensor, input_ids: torch.Tensor, video_token_id: int) -> None:
+    """Raise unless the non-text tokens of ``mm_token_type_ids`` are exactly the ``<video>`` placeholders."""
+    typed = torch.as_tensor(mm_token_type_ids).to(input_ids.device) != 0
+    video = input_ids == video_token_id
+    if typed.shape != video.shape or not torch.equal(typed, video):
+        raise ValueError(
+            f"mm_token_type_ids mark {typed.sum(-1).tolist()} visual tokens per sample but input_ids hold "
+            f"{video.sum(-1).tolist()} <video> placeholders"
+        )
 
 
 def _scatter_placeholders(

@@ -3,7 +3,9 @@ string, so their count is exact).
 
 * ``vicuna_v1`` (LLaVA v1 / LISA): ``<s>SYSTEM USER: <video...><motion...>\\nQUESTION ASSISTANT: ANSWER</s>``
 * ``chatml`` (Qwen): ``<|im_start|>system ... <|im_end|>\\n<|im_start|>user\\n<|vision_start|><video...>
-  <|vision_end|><motion...>\\nQUESTION<|im_end|>\\n<|im_start|>assistant\\nANSWER<|im_end|>``
+  <|vision_end|><motion...>\\nQUESTION<|im_end|>\\n<|im_start|>assistant\\nANSWER<|im_end|>``; Qwen3-VL
+  writes one ``<t seconds><|vision_start|><video...><|vision_end|>`` group per temporal patch
+  (`video_ids`). The vision markers are used where the tokenizer has them.
 """
 
 from __future__ import annotations
@@ -53,23 +55,27 @@ class PromptTemplate:
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False).input_ids
 
+    def video_ids(self, segments: Sequence[tuple[str | None, int]], video_id: int) -> list[int]:
+        """The video part of the user turn: per segment (label, count) of `VisualLayout.video_segments`, the
+        label's text ids (Qwen3-VL's timestamp), then ``count`` placeholders, inside the vision markers
+        (chatml, where the tokenizer has them)."""
+        ids: list[int] = []
+        for label, count in segments:
+            placeholders = [video_id] * count
+            if self._vision_wrap:
+                placeholders = [self._vision_wrap[0], *placeholders, self._vision_wrap[1]]
+            ids += (self._ids(label) if label else []) + placeholders
+        return ids
+
     def prompt_ids(self, visual_ids: Sequence[int], text: str) -> list[int]:
-        """Ids up to and including the assistant turn marker, with ``visual_ids`` in the user turn."""
+        """Ids up to and including the assistant turn marker, with ``visual_ids`` (`video_ids` followed by
+        the motion placeholders) in the user turn."""
         visual = list(visual_ids)
         if self.name == "vicuna_v1":
             bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
             return bos + self._ids(f"{VICUNA_SYSTEM} USER: ") + visual + self._ids(f"\n{text} ASSISTANT:")
-        if self._vision_wrap and visual:
-            visual = self._wrap_video(visual, *self._vision_wrap)
         head = self._ids(f"<|im_start|>system\n{CHATML_SYSTEM}<|im_end|>\n<|im_start|>user\n")
         return head + visual + self._ids(f"\n{text}<|im_end|>\n<|im_start|>assistant\n")
-
-    @staticmethod
-    def _wrap_video(visual: list[int], start: int, end: int) -> list[int]:
-        """Put the vision markers around the leading run of video ids (motion ids follow)."""
-        first = visual[0]
-        n_video = next((i for i, t in enumerate(visual) if t != first), len(visual))
-        return [start] + visual[:n_video] + [end] + visual[n_video:]
 
     def answer_ids(self, answer: str) -> list[int]:
         """Ids of the assistant answer followed by the end-of-turn token."""

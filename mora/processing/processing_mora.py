@@ -2,8 +2,10 @@
 
 It owns the chat template of the backbone family (LLaVA v1 / Vicuna "USER: ... ASSISTANT:" or Qwen
 ChatML), expands the ``<video>`` / ``<motion>`` placeholders to exactly the visual token counts of
-`VisualLayout`, tokenizes with ``[SEG]``/``[LOC]`` as special tokens, and prepares frames twice: for the
-backbone (its mean/std, square resize) and for the mask engine (its canvas, mean/std) with image_ops.
+`VisualLayout` (Qwen3-VL: one timestamped group per temporal patch), tokenizes with ``[SEG]``/``[LOC]`` as
+special tokens, and prepares frames twice: for the backbone (its mean/std, square resize) and for the mask
+engine (its canvas, mean/std) with image_ops. Qwen batches also carry ``mm_token_type_ids`` (2 at the
+video placeholders, 0 elsewhere), as transformers' Qwen processors give them.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from mora.processing.image_ops import (
     masks_to_canvas,
 )
 from mora.processing.tokenizer import MoRATokenIds, add_mora_tokens
-from mora.processing.visual_layout import VisualLayout
+from mora.processing.visual_layout import VisualLayout, mm_token_type_ids
 from mora.utils.io import write_json_atomic
 
 PROCESSOR_CONFIG_NAME = "mora_processor_config.json"
@@ -161,9 +163,9 @@ class MoRAProcessor:
         self, question: str, answer: str | None, num_frames: int
     ) -> tuple[list[int], list[int]]:
         """Token ids and labels of one sample (labels cover the answer only; empty answer = inference)."""
-        n_video = self.layout.num_video_tokens(num_frames)
         n_motion = self.layout.num_motion_tokens(num_frames)
-        visual = [self.token_ids.video] * n_video + [self.token_ids.motion] * n_motion
+        video = self.template.video_ids(self.layout.video_segments(num_frames), self.token_ids.video)
+        visual = video + [self.token_ids.motion] * n_motion
         prompt_ids = self.template.prompt_ids(visual, f"{question.strip()} {SPATIOTEMPORAL_INSTRUCTION}")
         if answer is None:
             return prompt_ids, [IGNORE_INDEX] * len(prompt_ids)
@@ -215,6 +217,8 @@ class MoRAProcessor:
             self.encode_sample(q, None if answers is None else answers[i], T) for i, q in enumerate(questions)
         ]
         data = self._pad(encoded)
+        if self.layout.backbone_family != "llava":
+            data["mm_token_type_ids"] = mm_token_type_ids(data["input_ids"], self.token_ids.video)
         data["pixel_values"] = torch.stack([f[0] for f in frames])  # [V, T, 3, I, I]
         data["mask_pixel_values"] = torch.stack([f[1] for f in frames])  # [V, T, 3, S, S]
         if len(videos) != B or video_index != list(range(B)):

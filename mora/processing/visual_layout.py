@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import torch
 
 from mora.configuration_mora import MoRAConfig
 
@@ -18,7 +19,7 @@ class VisualLayout:
     """Token geometry of one backbone family.
 
     Attributes:
-        backbone_family: ``"llava"`` or ``"qwen2_5_vl"``.
+        backbone_family: ``"llava"``, ``"qwen2_5_vl"`` or ``"qwen3_vl"``.
         image_size: side of the square backbone frames.
         patch_size: vision-tower patch side.
         drop_cls: LLaVA ``vision_feature_select_strategy == "default"`` (the CLS token is dropped).
@@ -29,6 +30,9 @@ class VisualLayout:
         motion_grid: g (g*g motion tokens per consecutive-frame difference).
         video_pooling: LLaVA video tokens, ``"videochatgpt"`` or ``"frame_grid"`` (`MoRAConfig`).
         video_pool_grid: p of ``"frame_grid"`` (p*p tokens per frame).
+        frame_rate: Qwen3-VL: frames per second of the clips given to the processor, for the timestamps of
+            its video prompt (``<t seconds>`` before each temporal patch); 2.0 is the rate Qwen3-VL's own
+            video processor samples at.
     """
 
     backbone_family: str
@@ -42,6 +46,7 @@ class VisualLayout:
     motion_grid: int
     video_pooling: str = "videochatgpt"
     video_pool_grid: int = 4
+    frame_rate: float = 2.0
 
     @classmethod
     def from_config(cls, config: MoRAConfig) -> VisualLayout:
@@ -96,11 +101,37 @@ class VisualLayout:
         merged_side = side // self.spatial_merge_size
         return grid_t * merged_side * merged_side
 
+    def video_segments(self, num_input_frames: int) -> list[tuple[str | None, int]]:
+        """How the ``<video>`` placeholders are grouped in the prompt: (label, count) per group.
+
+        Qwen3-VL: one group per temporal patch, labelled with its timestamp as Qwen3-VL's processor writes
+        it (``"<1.2 seconds>"``: the mean time of the patch's first and last frame, the frames being the
+        ones the language model sees, at `frame_rate`); the other families: one unlabelled group.
+        """
+        total = self.num_video_tokens(num_input_frames)
+        if self.backbone_family != "qwen3_vl":
+            return [(None, total)]
+        indices = sample_frame_indices(num_input_frames, self.num_frames)
+        patch = self.temporal_patch_size
+        indices += [indices[-1]] * (-len(indices) % patch)  # the last frame fills the last patch
+        groups = [indices[i : i + patch] for i in range(0, len(indices), patch)]
+        per_group = total // len(groups)
+        seconds = [(g[0] / self.frame_rate + g[-1] / self.frame_rate) / 2 for g in groups]  # as Qwen computes
+        return [(f"<{t:.1f} seconds>", per_group) for t in seconds]
+
     def num_motion_tokens(self, num_input_frames: int) -> int:
         """N_m: ``<motion>`` placeholders: (T_llm - 1) * g * g, or 0 when switched off."""
         if not self.use_motion_tokens:
             return 0
         return (self.llm_frame_count(num_input_frames) - 1) * self.motion_grid**2
+
+
+VIDEO_TOKEN_TYPE = 2  # Qwen's mm_token_type_ids value for video tokens (0 text, 1 image)
+
+
+def mm_token_type_ids(input_ids: torch.Tensor, video_token_id: int) -> torch.Tensor:
+    """``[B, L]`` int: Qwen's modality of every token (2 at the ``<video>`` placeholders, 0 elsewhere)."""
+    return (input_ids == video_token_id).to(torch.int) * VIDEO_TOKEN_TYPE
 
 
 def sample_frame_indices(num_input_frames: int, num_frames: int) -> list[int]:

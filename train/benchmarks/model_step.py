@@ -115,8 +115,9 @@ def real_preset_figures(name: str) -> dict:
         vision_flops = _vit_flops(
             torch.nn.ModuleList(vision), side * side, len(vision) - 2, vision_cfg.hidden_size
         )
-    else:  # windowed blocks + a few full-attention blocks
-        full = len(vision_cfg.fullatt_block_indexes)
+    else:  # Qwen2.5-VL: windowed blocks + a few full-attention blocks; Qwen3-VL: full attention throughout
+        full_blocks = getattr(vision_cfg, "fullatt_block_indexes", None)
+        full = len(full_blocks) if full_blocks is not None else vision_cfg.depth
         vision_flops = _vit_flops(torch.nn.ModuleList(vision), side * side, full, vision_cfg.hidden_size)
     vision_flops += 2 * _linear_weights(torch.nn.ModuleList(model.adapter.projector_modules())) * side * side
     engine_flops = _engine_flops(model.mask_engine, config)
@@ -184,7 +185,7 @@ def main() -> None:
             f"{r['preset']:8} {r['recipe']:10} {r['params_total']:>10,} {r['params_trainable']:>10,} "
             f"{r['seq_len']:>5} {r['step_s_mean']:>8.3f} {r['peak_mem_mib']:>9.0f}"
         )
-    for name in ("lisa_7b_sam_vit_h", "qwen2_5_vl_7b_sam2_1_large"):
+    for name in ("lisa_7b_sam_vit_h", "qwen2_5_vl_7b_sam2_1_large", "qwen3_vl_8b_sam2_1_large"):
         print(json.dumps(real_preset_figures(name), indent=1))
 
 

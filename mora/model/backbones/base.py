@@ -82,6 +82,25 @@ class BackboneAdapter(ABC):
             features: their `VisualFeatures` (already computed for all frames, then indexed).
         """
 
+    def video_inputs(
+        self, pixel_values: torch.Tensor, features: VisualFeatures
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """`video_tokens` and the per-layer visual features the language model adds to the hidden states of
+        the video positions in its first layers (``[B, N_v, D]`` each; Qwen3-VL's DeepStack; empty for the
+        other families), from one pass of the vision tower."""
+        return self.video_tokens(pixel_values, features), []
+
+    def language_model_kwargs(self, video_mask: torch.Tensor, layer_features: list[torch.Tensor]) -> dict:
+        """Keyword arguments of the language model's prompt pass beside the embeddings.
+
+        Args:
+            video_mask: ``[B, L]`` bool, the video positions of ``input_ids``.
+            layer_features: the second output of `video_inputs`, indexed to the B questions.
+        """
+        if layer_features:
+            raise ValueError(f"{type(self).__name__} takes no per-layer visual features")
+        return {}
+
     def position_ids(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, num_llm_frames: int
     ) -> torch.Tensor | None:
