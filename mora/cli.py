@@ -1,4 +1,4 @@
-"""The ``mora`` command: ``mora init-tiny``, ``mora predict`` and ``mora convert {sam,sam2}``.
+"""The ``mora`` command: ``mora init-tiny``, ``mora predict``, ``mora convert {sam,sam2,lisa}`` and ``mora push``.
 
 User errors (missing files, bad arguments) print one clear line naming the file or argument and exit
 with status 2; no traceback.
@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from mora.convert.cli import add_convert_parser
-from mora.utils.io import atomic_path
+from mora.hub_cli import add_push_parser
+from mora.utils.io import atomic_path, write_json_atomic
 from mora.utils.logging import get_logger, setup_cli_logging
 from mora.visual_prompts import VISUAL_PROMPTS
 
@@ -188,6 +189,20 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from mora.hub import PushError
+    from mora.hub_cli import run_push
+
+    try:
+        url = run_push(args)
+    except (PushError, HfHubHTTPError) as err:
+        raise UserError(str(err).strip().splitlines()[0]) from None
+    logger.info("pushed %s to %s", args.model, url)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mora", description="MoRA: pixel-grounded motion reasoning in video"
@@ -265,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--quiet", action="store_true", help="no progress bar")
     pred.set_defaults(func=cmd_predict)
     add_convert_parser(sub, cmd_convert)
+    add_push_parser(sub, cmd_push)
     return parser
 
 

@@ -31,10 +31,10 @@ ATOL = 1e-5
 
 @functools.cache
 def _segment_anything_modeling() -> types.ModuleType:
-    spec = importlib.util.find_spec("segment_anything")
-    if spec is None:
-        pytest.skip("segment-anything is not installed (pip install segment-anything==1.0)")
-    if "segment_anything" not in sys.modules:
+    if "segment_anything" not in sys.modules:  # (the shell below has no __spec__ for find_spec to read)
+        spec = importlib.util.find_spec("segment_anything")
+        if spec is None:
+            pytest.skip("segment-anything is not installed (pip install segment-anything==1.0)")
         shell = types.ModuleType("segment_anything")
         shell.__path__ = list(spec.submodule_search_locations)
         sys.modules["segment_anything"] = shell

@@ -231,3 +231,16 @@ def test_launcher_command_and_errors(tmp_path):
         timeout=120,
     )
     assert missing.returncode == 2 and "nope.yaml" in missing.stderr
+
+
+def test_zero_shot_recipe_starts_from_what_the_documented_conversion_writes():
+    """train/README.md converts LISA into the folder mora_zs_lisa7b.yaml trains from (the recipe itself runs on a
+    tiny converted checkpoint in tests/test_lisa_recipe.py)."""
+    zs = load_run_config(REPO / "train/configs/mora_zs_lisa7b.yaml")
+    readme = (REPO / "train/README.md").read_text()
+    assert (
+        f"--out {zs.model.pretrained}" in readme
+        and "mora convert lisa --checkpoint pretrain_weights/lisa-7b-v1" in readme
+    )
+    assert "CONFIG=train/configs/mora_zs_lisa7b.yaml NGPU=" in readme
+    assert "pretrain_weights/download.py lisa-7b-v1 --allow-pickle" in readme

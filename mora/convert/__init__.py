@@ -2,8 +2,10 @@
 
 * ``convert_sam``: Meta's segment-anything ``.pth`` (ViT-B/L/H) -> transformers ``SamModel``.
 * ``convert_sam2``: Meta's SAM2 / SAM2.1 ``.pt`` (Hiera tiny/small/base+/large) -> ``Sam2VideoModel``.
+* ``convert_lisa``: LISA / MoRA-original checkpoints -> a mora ``MoRAForVideoGrounding`` folder (preset
+  ``lisa_7b_sam_vit_h``) with its processor and tokenizer.
 
-Both read sizes from the tensors, consume every source key (or ignore it by an explicit list), and write
+All read sizes from the tensors, consume every source key (or ignore it by an explicit list), and write
 the output folder atomically; ``checkpoint_io`` holds the shared loading rules. The names below are
 imported on first use, so ``mora --help`` does not load transformers.
 """
@@ -21,6 +23,8 @@ _EXPORTS = {
     "convert_sam2": "mora.convert.sam2",
     "convert_sam2_state_dict": "mora.convert.sam2",
     "HieraLayout": "mora.convert.sam2",
+    "convert_lisa": "mora.convert.lisa",
+    "convert_lisa_state_dict": "mora.convert.lisa",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -36,6 +36,29 @@ def _run_sam2(args: argparse.Namespace) -> Path:
     return convert_sam2(args.checkpoint, check_out_folder(args.out, args.overwrite), dtype=args.dtype)
 
 
+def _run_lisa(args: argparse.Namespace) -> Path:
+    from mora.convert.checkpoint_io import check_out_folder
+    from mora.convert.lisa import convert_lisa
+
+    out = check_out_folder(args.out, args.overwrite)
+    return convert_lisa(args.checkpoint, out, clip=args.clip, sam=args.sam, dtype=args.dtype)
+
+
+def _lisa_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--clip",
+        default=None,
+        help="CLIP vision tower when the checkpoint has none (LISA's released weights do not): a transformers "
+        "CLIPVisionModel/CLIPModel folder or Hub id (default: openai/clip-vit-large-patch14)",
+    )
+    parser.add_argument(
+        "--sam",
+        default=None,
+        help="use this SAM instead of LISA's (as the released MoRA training did): Meta's sam_vit_h_4b8939.pth or "
+        "a transformers SamModel folder / Hub id (facebook/sam-vit-huge); LISA's [SEG] projector is kept",
+    )
+
+
 # name -> (help, checkpoint help, runner)
 CONVERTERS: dict[str, tuple[str, str, Callable[[argparse.Namespace], Path]]] = {
     "sam": (
@@ -48,7 +71,16 @@ CONVERTERS: dict[str, tuple[str, str, Callable[[argparse.Namespace], Path]]] = {
         "sam2[.1]_hiera_*.pt (or .bin/.safetensors/.index.json)",
         _run_sam2,
     ),
+    "lisa": (
+        "LISA / MoRA-original checkpoint (xinlai/LISA-7B-v1, groundmore/mora-zs-lisa7b) -> mora checkpoint "
+        "folder (preset lisa_7b_sam_vit_h, with processor and tokenizer)",
+        "folder (.bin shards + index, safetensors) or Hub id of the LISA-layout checkpoint, with its "
+        "config.json and tokenizer",
+        _run_lisa,
+    ),
 }
+# name -> function adding the sub-command's own arguments
+EXTRA_ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"lisa": _lisa_arguments}
 
 
 def add_convert_parser(sub: argparse._SubParsersAction, handler: Callable[[argparse.Namespace], int]) -> None:
@@ -58,6 +90,8 @@ def add_convert_parser(sub: argparse._SubParsersAction, handler: Callable[[argpa
     for name, (help_text, checkpoint_help, _) in CONVERTERS.items():
         parser = kinds.add_parser(name, help=help_text, description=help_text)
         _common(parser, checkpoint_help)
+        if name in EXTRA_ARGUMENTS:
+            EXTRA_ARGUMENTS[name](parser)
         parser.set_defaults(func=handler)
 
 

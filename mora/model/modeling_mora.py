@@ -659,7 +659,24 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args: Any, **kwargs: Any):
-        """Load weights and attach the processor saved in the same folder as ``model.processor``."""
+        """Load weights and attach the processor saved in the same folder as ``model.processor``.
+
+        ``pretrained_model_name_or_path``: a folder, or a Hub id resolved to a local snapshot first (with
+        ``revision``; offline from the cache under ``HF_HUB_OFFLINE=1``), so that the processor comes from
+        the same revision as the weights. Code from a checkpoint is never run (``trust_remote_code`` is
+        refused).
+        """
+        if kwargs.pop("trust_remote_code", False):
+            raise ValueError(
+                "MoRA checkpoints are loaded as data only: trust_remote_code=True is not supported"
+            )
+        if not os.path.isdir(pretrained_model_name_or_path):
+            from mora.hub import resolve_checkpoint
+
+            download = {k: kwargs.pop(k) for k in ("cache_dir", "token", "local_files_only") if k in kwargs}
+            pretrained_model_name_or_path = resolve_checkpoint(
+                pretrained_model_name_or_path, revision=kwargs.pop("revision", None), **download
+            )
         kwargs.setdefault("use_safetensors", True)
         want_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(
@@ -681,6 +698,43 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         if MoRAProcessor.is_saved_in(pretrained_model_name_or_path):
             model.processor = MoRAProcessor.from_pretrained(pretrained_model_name_or_path)
         return (model, info) if want_info else model
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        commit_message: str | None = None,
+        private: bool | None = None,
+        token: bool | str | None = None,
+        revision: str | None = None,
+        create_pr: bool = False,
+        max_shard_size: int | str | None = "50GB",
+        scores: str | os.PathLike | dict | None = None,
+        **card: Any,
+    ):
+        """Save this model with its processor and upload it with a generated model card (`mora.hub.push_folder`:
+        safetensors, config, processor and tokenizer files, README.md with the ``scores`` table).
+
+        ``card``: further model-card fields of `push_folder` (``base_models``, ``training_data``,
+        ``datasets``, ``license``, ``scores_name``). Returns the upload's ``CommitInfo`` (the commit URL).
+        """
+        import tempfile
+
+        from mora.hub import push_folder
+
+        with tempfile.TemporaryDirectory(prefix="mora-save-") as tmp:
+            self.save_pretrained(tmp, max_shard_size=max_shard_size)
+            return push_folder(
+                tmp,
+                repo_id,
+                revision=revision,
+                private=private,
+                scores=scores,
+                commit_message=commit_message,
+                create_pr=create_pr,
+                token=token,
+                **card,
+            )
 
 
 def _select(features: VisualFeatures, index) -> VisualFeatures:

@@ -37,4 +37,4 @@ class MotionTokenizer(nn.Module):
         diffs = diffs.permute(0, 1, 4, 2, 3).reshape(B * (T - s), d, h, w)  # [B*(T-s), d, h, w]
         pooled = F.adaptive_avg_pool2d(diffs, g).flatten(2).transpose(1, 2)  # [B*(T-s), g*g, d]
         tokens = self.proj(pooled.to(self.proj[0].weight.dtype))  # [B*(T-s), g*g, D]
-        return tokens.view(B, T - s, g * g, -1)
+        return tokens.view(B, T - s, g * g, tokens.shape[-1])  # explicit width: T - s may be 0
