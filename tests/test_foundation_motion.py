@@ -339,6 +339,37 @@ def test_openai_backend_retries_caches_and_hides_the_key(tmp_path, monkeypatch, 
     assert secret not in cached and secret not in caplog.text
 
 
+def test_vlm_proposals_through_the_openai_client(data, tmp_path, monkeypatch):
+    _MockAPI.replies = [(200, json.dumps({"objects": ["Red Square", "ball", "red square", 3]}))]
+    _MockAPI.seen = []
+    server = HTTPServer(("127.0.0.1", 0), _MockAPI)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("FM_TEST_KEY", "k")
+    config = PipelineConfig.tiny(
+        data / "models",
+        detect={"proposals": "vlm", "max_objects": 3},
+        qa={
+            "openai": {"base_url": f"http://127.0.0.1:{server.server_port}/v1", "api_key_env": "FM_TEST_KEY"}
+        },
+    )
+    frames = load_clip(data / "videos" / "scene0.mp4", ClipConfig(), CameraConfig()).frames
+    detector = Owlv2Detector.from_pretrained(config.models.detector)
+    try:
+        namer = OpenAIBackend(config, tmp_path / "cache")
+        result = run_detection(frames, config.detect, detector, namer)
+        again = run_detection(frames, config.detect, detector, namer)
+    finally:
+        server.shutdown()
+    assert result.names == again.names == ["red square", "ball"] and namer.cache_hits == 1
+    (request,) = _MockAPI.seen
+    content = request["body"]["messages"][0]["content"]
+    assert request["body"]["model"] == config.models.vlm
+    assert content[1]["image_url"]["url"].startswith("data:image/jpeg;base64,")
+    config.detect.min_names = 3
+    with pytest.raises(ClipSkipped, match="min_names"):
+        run_detection(frames, config.detect, detector, namer)
+
+
 def test_parse_qas_skips_malformed_output():
     assert parse_qas("no json here", "x") == []
     assert parse_qas('{"qas": [{"question": "q"}]}', "x") == []
@@ -385,6 +416,9 @@ def test_pipeline_end_to_end_with_resume_and_a_corrupt_video(data, tmp_path):
     assert set(manifest["timing"]["stage_total_s"]) == {"clip", "detect", "track", "facts", "qa", "write"}
     samples = _check_output(out)
     assert len(samples) == counts["samples"]
+    from data_prep import validate
+
+    assert validate.main(["--format", "jsonl", "--root", str(out), "--images", "full"]) == 0
     for clip_id in ("scene0", "scene1", "scene2"):  # every kept QA re-checked against the stored facts
         record = json.loads(work_path(out, clip_id).read_text())
         facts = ClipFacts.from_dict(record["facts"])

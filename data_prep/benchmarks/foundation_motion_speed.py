@@ -1,6 +1,6 @@
 """Clips per minute of the auto-labelling pipeline on CPU, with the per-stage breakdown.
 
-    python -m data_prep.benchmarks.foundation_motion_speed [--videos 8] [--size 96] [--workers 1] [--out DIR]
+    python -m data_prep.benchmarks.foundation_motion_speed [--videos 8] [--size 96] [--workers 1] [--threads 1] [--out DIR]
 
 Generates ``--videos`` synthetic moving-shape mp4s (5-6 s at 6 fps) and runs the pipeline on them in
 two settings: ``tiny models`` (tiny random OWLv2 at frame 0 and every 10 frames over a 6-name
@@ -47,8 +47,14 @@ def main() -> None:
     p.add_argument("--size", type=int, default=96)
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--max-objects", type=int, default=4)
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads of the in-process run (workers split the cores)"
+    )
     p.add_argument("--out", default=None)
     args = p.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     root = Path(args.out or tempfile.mkdtemp(prefix="fm_speed_"))
     for i in range(args.videos):
         write_scene_video(root / "videos" / f"v{i:03d}.mp4", 0, i, size=args.size)
@@ -80,7 +86,9 @@ def main() -> None:
                 for k in ("clips_ok", "frames", "objects", "qas_kept", "qas_rejected")
             },
         }
-    print(f"{args.videos} clips of {args.size}x{args.size}, {args.workers} worker(s)")
+    print(
+        f"{args.videos} clips of {args.size}x{args.size}, {args.workers} worker(s), {args.threads} torch thread(s)"
+    )
     print(f"{'setting':<12} {'clips/min':>9} " + " ".join(f"{s:>7}" for s in STAGES) + "   (mean s per clip)")
     for name, r in results.items():
         stages = " ".join(f"{r['stage_mean_s'][s]:>7.3f}" for s in STAGES)

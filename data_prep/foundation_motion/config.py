@@ -26,6 +26,7 @@ class ModelsConfig:
     tracker: str = "facebook/sam2.1-hiera-large"  # Sam2VideoModel
     llm: str = "Qwen/Qwen2.5-7B-Instruct"  # --llm local (AutoModelForCausalLM)
     openai_model: str = "gpt-4o-mini"  # --llm openai (model name sent to the endpoint)
+    vlm: str = "gpt-4o-mini"  # detect.proposals: vlm (a vision model on the same OpenAI-compatible endpoint)
 
 
 @dataclass
@@ -58,7 +59,8 @@ class CameraConfig:
 class DetectConfig:
     """Stage 2: object proposals (names + boxes) and open-vocabulary detection."""
 
-    proposals: str = "rule-based"  # rule-based (colour blobs, names) | vocabulary (names only)
+    proposals: str = "rule-based"  # rule-based (colour blobs, names) | vocabulary (names) | vlm (names)
+    min_names: int = 1  # clips with fewer proposed names are skipped (FoundationMotion: 3)
     detector: str = "owlv2"  # owlv2 | none (use the proposals' own boxes)
     vocabulary: list[str] = field(default_factory=lambda: ["person", "hand", "car", "ball", "cup", "box"])
     box_threshold: float = 0.25
@@ -157,6 +159,7 @@ class PipelineConfig:
             tracker=str(folder / "tracker"),
             llm=str(folder / "llm"),
             openai_model=config.models.openai_model,
+            vlm=config.models.vlm,
         )
         return config
 

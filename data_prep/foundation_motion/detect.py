@@ -3,7 +3,9 @@
 * Rule-based proposals (``detect.proposals: rule-based``): saturated colour blobs on the first frame
   (OpenCV connected components of an HSV saturation mask), each named ``"<colour> <shape>"`` from a
   colour table and the blob's footprint. They also carry the blob's colour (the colour tracker uses it).
-* ``vocabulary``: the names in ``detect.vocabulary``, no boxes (a VLM naming step plugs in here).
+* ``vocabulary``: the names in ``detect.vocabulary``, no boxes.
+* ``vlm``: names of the objects on the first frame from a vision model on the OpenAI-compatible
+  endpoint (``models.vlm``; FoundationMotion asks Qwen2.5-VL), no boxes; cached like the QA requests.
 * Detection: OWLv2 (``Owlv2ForObjectDetection``) queried with the names on frame 0 and every
   ``redetect_interval`` frames; score = sigmoid logit of the (box, name) pair, kept above both the
   box and text thresholds (0.25), NMS per name, area filters. ``detect.detector: none`` uses the
@@ -18,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 
+from data_prep.foundation_motion.clips import ClipSkipped
 from data_prep.foundation_motion.config import DetectConfig
 
 COLOUR_NAMES: dict[str, tuple[int, int, int]] = {
@@ -209,15 +212,29 @@ def detection_frames(num_frames: int, interval: int) -> list[int]:
     return list(range(0, num_frames, max(1, interval)))
 
 
-def run_detection(frames: np.ndarray, config: DetectConfig, detector: Owlv2Detector | None) -> Detections:
-    """Stage 2 on one clip [T, H, W, 3]: names from the proposals, detections on every detection frame."""
+def run_detection(
+    frames: np.ndarray, config: DetectConfig, detector: Owlv2Detector | None, namer=None
+) -> Detections:
+    """Stage 2 on one clip [T, H, W, 3]: names from the proposals, detections on every detection frame.
+
+    ``namer`` (``detect.proposals: vlm``): an object with ``propose_names(frame, max_objects)``.
+
+    Raises:
+        ClipSkipped: fewer than ``min_names`` names were proposed.
+    """
     first = colour_blobs(frames[0], config, 0) if config.proposals == "rule-based" else []
     if config.proposals == "rule-based":
         names = list(dict.fromkeys(d.name for d in first))
     elif config.proposals == "vocabulary":
         names = list(config.vocabulary)
+    elif config.proposals == "vlm":
+        if namer is None:
+            raise ValueError("detect.proposals: vlm needs a vision-model client")
+        names = namer.propose_names(frames[0], config.max_objects)
     else:
-        raise ValueError(f"detect.proposals must be rule-based or vocabulary, got {config.proposals!r}")
+        raise ValueError(f"detect.proposals must be rule-based, vocabulary or vlm, got {config.proposals!r}")
+    if len(names) < config.min_names:
+        raise ClipSkipped(f"{len(names)} object names proposed (< min_names {config.min_names})")
     ids = detection_frames(frames.shape[0], config.redetect_interval)
     result = Detections(names=names, frames=ids)
     if config.detector == "none":

@@ -12,7 +12,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
@@ -83,7 +83,3 @@ def run_ray(
         yield from ray_stages.run(jobs, config, out, workers, gpus_per_actor)
     finally:
         ray.shutdown()
-
-
-def executor(kind: str) -> Callable:
-    return {"local": run_local, "pool": run_pool, "ray": run_ray}[kind]

@@ -10,7 +10,9 @@ responses keyed by the SHA-256 of the request body (model, messages, sampling se
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import io
 import json
 import os
 import re
@@ -19,6 +21,9 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import numpy as np
+from PIL import Image
 
 from data_prep.foundation_motion.config import PipelineConfig
 from data_prep.foundation_motion.facts import ClipFacts
@@ -38,6 +43,23 @@ SYSTEM_PROMPT = (
     "end_region, fastest, relative_position and the fields obj/first/second/pusher/pushed/ref/direction/"
     "count/region/relation. Answers that name an object must contain its name."
 )
+
+
+PROPOSAL_PROMPT = (
+    "List the distinct physical objects visible in this image that move or could move, excluding people "
+    'and hands, as short noun phrases (at most {n}). Answer with a JSON object {{"objects": [...]}}.'
+)
+
+
+def parse_names(text: str, limit: int) -> list[str]:
+    """Distinct lower-case names from a ``{"objects": [...]}`` answer (empty when malformed)."""
+    match = re.search(r"\{.*\}", text, flags=re.DOTALL)
+    try:
+        names = json.loads(match.group(0)).get("objects", []) if match else []
+    except (json.JSONDecodeError, AttributeError):
+        return []
+    out = [str(n).strip().lower() for n in names if isinstance(n, str) and str(n).strip()]
+    return list(dict.fromkeys(out))[:limit]
 
 
 def facts_prompt(facts: ClipFacts, limit: int) -> str:
@@ -127,17 +149,38 @@ class OpenAIBackend:
     def generate(self, facts: ClipFacts) -> list[QA]:
         return parse_qas(self.complete(facts_prompt(facts, self.config.qa.max_per_clip)), self.name)
 
-    def _body(self, prompt: str) -> dict:
+    def _body(self, messages: list[dict], model: str) -> dict:
         return {
-            "model": self.config.models.openai_model,
-            "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
+            "model": model,
+            "messages": messages,
             "temperature": self.settings.temperature,
             "max_tokens": self.settings.max_tokens,
             "response_format": {"type": "json_object"},
         }
 
     def complete(self, prompt: str) -> str:
-        body = self._body(prompt)
+        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}]
+        return self.chat(messages, self.config.models.openai_model)
+
+    def propose_names(self, frame: np.ndarray, max_objects: int) -> list[str]:
+        """Object names on one frame [H, W, 3] from the vision model ``models.vlm`` (FoundationMotion's
+        naming step: the first frame, people and hands excluded, short nouns)."""
+        buf = io.BytesIO()
+        image = Image.fromarray(frame)
+        image.thumbnail((512, 512))
+        image.save(buf, format="JPEG", quality=90)
+        url = "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        text = PROPOSAL_PROMPT.format(n=max_objects)
+        content = [
+            {"type": "text", "text": text},
+            {"type": "image_url", "image_url": {"url": url, "detail": "low"}},
+        ]
+        answer = self.chat([{"role": "user", "content": content}], self.config.models.vlm)
+        return parse_names(answer, max_objects)
+
+    def chat(self, messages: list[dict], model: str) -> str:
+        """The answer to ``messages``, from the on-disk cache when the same request was made before."""
+        body = self._body(messages, model)
         payload = json.dumps(body, sort_keys=True).encode("utf-8")
         key = hashlib.sha256(payload).hexdigest()
         cached = self.cache_dir / key[:2] / f"{key}.json"

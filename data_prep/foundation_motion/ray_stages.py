@@ -58,6 +58,8 @@ class ModelActor:
                 "tracks": tracks,
                 "timings": {**item["timings"], **timings},
             }
+        except ClipSkipped as exc:
+            return failure_record(self.out, video, clip_id, "skipped", str(exc), item["timings"])
         except Exception as exc:
             return failure_record(
                 self.out, video, clip_id, "failed", f"{type(exc).__name__}: {exc}", item["timings"]

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from data_prep.foundation_motion.config import DetectConfig, TrackConfig
 from data_prep.foundation_motion.detect import Detection, Detections, box_iou
 from mora.data.masks import RLE, decode_rle, encode_rle
-from mora.processing.image_ops import frames_to_tensor
+from mora.processing.image_ops import frames_to_tensor, mask_engine_frame_settings
 
 
 @dataclass
@@ -159,8 +159,6 @@ class Sam2Tracker:
     """Box-prompted multi-object tracking with transformers' ``Sam2VideoModel`` (forward propagation)."""
 
     def __init__(self, model, device: str = "cpu", dtype: torch.dtype = torch.float32) -> None:
-        from mora.processing.image_ops import mask_engine_frame_settings
-
         self.model = model.eval().to(device=device, dtype=dtype)
         self.device, self.dtype = device, dtype
         self.settings = mask_engine_frame_settings(model.config)
