@@ -89,7 +89,13 @@ def finish_task(item: dict, video: Path, clip_id: str, config: PipelineConfig, o
 def run(
     jobs: list[tuple[Path, str]], config: PipelineConfig, out: Path, workers: int, gpus_per_actor: float
 ) -> Iterator[dict]:
-    actors = [ModelActor.options(num_gpus=gpus_per_actor).remote(config, out) for _ in range(max(1, workers))]
+    n = max(1, workers)
+    # An actor holds its CPU for its lifetime: reserve one per actor only when the tasks keep at least
+    # one CPU, else the tasks would wait for ever (e.g. 2 actors on a 2-CPU machine).
+    actor_cpus = 1.0 if float(ray.cluster_resources().get("CPU", 0)) - n >= 1 else 0.0
+    actors = [
+        ModelActor.options(num_cpus=actor_cpus, num_gpus=gpus_per_actor).remote(config, out) for _ in range(n)
+    ]
     pending = []
     for k, (video, clip_id) in enumerate(jobs):
         clip = clip_task.remote(video, clip_id, config, out)
