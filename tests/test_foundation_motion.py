@@ -176,6 +176,30 @@ def test_facts_match_the_scene(index):
             assert any(p.pusher == obj.motion.cause + 1 and p.pushed == k + 1 for p in facts.pushes)
 
 
+def test_facts_of_a_panning_camera_are_relative_to_the_background(data, tmp_path):
+    write_scene_video(tmp_path / "pan.mp4", 0, 0, pan=2)
+    clip = load_clip(tmp_path / "pan.mp4", ClipConfig(), CameraConfig(action="tag"))
+    assert np.allclose(np.median(clip.camera_steps[1:], axis=0), [2.0, 0.0], atol=0.1)
+    assert not clip.camera_steps[0].any()
+    scene = scene_for(0, 10)  # two movers and a static object
+    assert any(o.motion is None for o in scene.objects)
+    _, tracks = gt_tracks(scene)
+    for track in tracks:  # the whole image moves 2 px right per frame
+        track.centroids = [[x + 2 * t, y] for t, (x, y) in enumerate(track.centroids)]
+    camera = np.tile([[2.0, 0.0]], (scene.num_frames, 1))
+    camera[0] = 0
+    config = PipelineConfig.from_dict({"facts": FACTS}).facts
+    panned = compute_facts("c", tracks, FPS, (96, 96), config)
+    assert all(o.spans for o in panned.objects)  # in image coordinates everything moves
+    facts = compute_facts("c", tracks, FPS, (96, 96), config, camera)
+    for obj, of in zip(scene.objects, facts.objects):
+        if obj.motion is None:
+            assert of.spans == []
+        else:
+            assert [s.direction for s in of.spans] == [obj.motion.direction]
+            assert abs(of.spans[0].start - obj.motion.frames[0]) <= 1
+
+
 def test_repetitions_count_reversals():
     T, size = 30, 96
     masks = np.zeros((T, size, size), dtype=bool)

@@ -8,7 +8,9 @@ decoded with PyAV (``mora.data.video``), optionally resampled and downscaled.
 Camera gate: dense Farneback optical flow (OpenCV) between consecutive downscaled frames; the median
 flow vector of a frame pair is the global (camera) motion estimate, since the background covers most
 pixels. Score = mean median-flow magnitude as a fraction of the frame diagonal per second. Clips above
-``camera.threshold`` are dropped (``action: drop``) or kept with a ``camera_motion`` tag.
+``camera.threshold`` are dropped (``action: drop``) or kept with a ``camera_motion`` tag; the facts of
+a tagged clip are computed relative to the background (the per-frame global displacement is
+subtracted from the objects' motion).
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Clip:
     start_seconds: float
     camera_motion: float = 0.0
     tags: list[str] = field(default_factory=list)
+    camera_steps: np.ndarray | None = None  # [T, 2] global displacement per frame (pixels), when gated
 
     @property
     def num_frames(self) -> int:
@@ -100,18 +103,30 @@ def _downscale(frames: np.ndarray, max_side: int | None) -> np.ndarray:
     return np.stack([np.asarray(Image.fromarray(f).resize(size, Image.BILINEAR)) for f in frames])
 
 
-def camera_motion_score(frames: np.ndarray, fps: float, max_side: int = 160) -> float:
+def global_motion(frames: np.ndarray, max_side: int = 160) -> np.ndarray:
+    """``[T, 2]`` camera (global) displacement (dx, dy) in pixels of ``frames`` from frame t-1 to t
+    (row 0 is zero): the median Farneback flow of each consecutive pair of downscaled frames."""
+    out = np.zeros((frames.shape[0], 2), dtype=np.float64)
+    if frames.shape[0] < 2:
+        return out
+    small = _downscale(frames, max_side)
+    scale = frames.shape[2] / small.shape[2]
+    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in small]
+    for t, (a, b) in enumerate(zip(grey[:-1], grey[1:]), start=1):
+        flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)  # [h, w, 2]
+        out[t] = np.median(flow.reshape(-1, 2), axis=0) * scale
+    return out
+
+
+def camera_motion_score(
+    frames: np.ndarray, fps: float, max_side: int = 160, motion: np.ndarray | None = None
+) -> float:
     """Mean global motion of a clip [T, H, W, 3]: fraction of the frame diagonal per second."""
     if frames.shape[0] < 2:
         return 0.0
-    small = _downscale(frames, max_side)
-    grey = [cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in small]
-    diag = float(np.hypot(*grey[0].shape))
-    moves = []
-    for a, b in zip(grey[:-1], grey[1:]):
-        flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 3, 15, 3, 5, 1.2, 0)  # [h, w, 2]
-        moves.append(float(np.hypot(*np.median(flow.reshape(-1, 2), axis=0))))
-    return float(np.mean(moves)) / diag * fps
+    motion = global_motion(frames, max_side) if motion is None else motion
+    diag = float(np.hypot(*frames.shape[1:3]))
+    return float(np.hypot(motion[1:, 0], motion[1:, 1]).mean()) / diag * fps
 
 
 def load_clip(path: str | Path, config: ClipConfig, camera: CameraConfig, clip_id: str | None = None) -> Clip:
@@ -141,7 +156,8 @@ def load_clip(path: str | Path, config: ClipConfig, camera: CameraConfig, clip_i
         start_seconds=start,
     )
     if camera.enabled:
-        clip.camera_motion = camera_motion_score(frames, fps, camera.max_side)
+        clip.camera_steps = global_motion(frames, camera.max_side)
+        clip.camera_motion = camera_motion_score(frames, fps, motion=clip.camera_steps)
         if clip.camera_motion > camera.threshold:
             if camera.action == "drop":
                 raise ClipSkipped(

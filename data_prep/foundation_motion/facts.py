@@ -139,9 +139,12 @@ def region(pos: list[float] | None) -> str | None:
     return "centre" if (row, col) == ("middle", "centre") else f"{row} {col}"
 
 
-def _smoothed_centroids(track: Track, window: int) -> np.ndarray:
-    """[T, 2] centroids (NaN where not visible), moving average over visible neighbours."""
+def _smoothed_centroids(track: Track, window: int, camera_steps: np.ndarray | None = None) -> np.ndarray:
+    """[T, 2] centroids (NaN where not visible), in background coordinates when ``camera_steps`` is
+    given (the camera's cumulative displacement subtracted), moving average over visible neighbours."""
     c = np.array([p if p is not None else [np.nan, np.nan] for p in track.centroids], dtype=np.float64)
+    if camera_steps is not None:
+        c -= np.cumsum(np.asarray(camera_steps, dtype=np.float64), axis=0)
     half = max(0, window // 2)
     out = np.full_like(c, np.nan)
     for t in range(len(c)):
@@ -152,9 +155,12 @@ def _smoothed_centroids(track: Track, window: int) -> np.ndarray:
     return out
 
 
-def speeds(track: Track, fps: float, diag: float, window: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame speed [T] (diagonals/s; 0 where unknown) and steps [T, 2] (pixels moved since t-1)."""
-    c = _smoothed_centroids(track, window)
+def speeds(
+    track: Track, fps: float, diag: float, window: int, camera_steps: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame speed [T] (diagonals/s; 0 where unknown) and steps [T, 2] (pixels moved since t-1,
+    relative to the background when ``camera_steps`` [T, 2], the camera's displacement, is given)."""
+    c = _smoothed_centroids(track, window, camera_steps)
     steps = np.zeros_like(c)
     steps[1:] = c[1:] - c[:-1]
     steps[np.isnan(steps)] = 0.0
@@ -195,10 +201,16 @@ def count_repetitions(steps: np.ndarray, spans: list[list[int]], diag: float, mi
     return sum(1 for a, b in zip(legs[:-1], legs[1:]) if np.sign(a) != np.sign(b))
 
 
-def object_facts(track: Track, fps: float, size: tuple[int, int], config: FactsConfig) -> ObjectFacts:
+def object_facts(
+    track: Track,
+    fps: float,
+    size: tuple[int, int],
+    config: FactsConfig,
+    camera_steps: np.ndarray | None = None,
+) -> ObjectFacts:
     H, W = size
     diag = float(np.hypot(H, W))
-    speed, steps = speeds(track, fps, diag, config.smooth_frames)
+    speed, steps = speeds(track, fps, diag, config.smooth_frames, camera_steps)
     spans = []
     for a, b in hysteresis_spans(speed, config):
         disp = steps[a : b + 1].sum(0)
@@ -277,10 +289,16 @@ def pushes(objects: list[ObjectFacts], touch: list[Contact]) -> list[Push]:
 
 
 def compute_facts(
-    clip_id: str, tracks: list[Track], fps: float, size: tuple[int, int], config: FactsConfig
+    clip_id: str,
+    tracks: list[Track],
+    fps: float,
+    size: tuple[int, int],
+    config: FactsConfig,
+    camera_steps: np.ndarray | None = None,
 ) -> ClipFacts:
-    """Stage 4 on one clip."""
-    objects = [object_facts(t, fps, size, config) for t in tracks]
+    """Stage 4 on one clip; ``camera_steps`` [T, 2]: the camera's displacement per frame, subtracted from
+    the objects' (a clip tagged for camera motion). Positions and regions stay in image coordinates."""
+    objects = [object_facts(t, fps, size, config, camera_steps) for t in tracks]
     touch = contacts(tracks, config)
     num_frames = len(tracks[0].masks) if tracks else 0
     return ClipFacts(clip_id, num_frames, fps, size[0], size[1], objects, touch, pushes(objects, touch))

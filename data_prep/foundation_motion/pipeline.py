@@ -175,7 +175,8 @@ def stage_finish(
 ) -> dict:
     """Facts, QA and the clip's outputs; returns the per-clip record (also written to work/)."""
     t = time.perf_counter()
-    facts = compute_facts(clip.clip_id, tracks, clip.fps, clip.size, config.facts)
+    camera = clip.camera_steps if "camera_motion" in clip.tags else None
+    facts = compute_facts(clip.clip_id, tracks, clip.fps, clip.size, config.facts, camera)
     timings["facts"] = time.perf_counter() - t
     t = time.perf_counter()
     kept, rejected = stage_qa(facts, backend)
