@@ -438,6 +438,7 @@ def test_pipeline_end_to_end_with_resume_and_a_corrupt_video(data, tmp_path):
     assert manifest["failed"][0]["video"].endswith("broken.mp4") and manifest["failed"][0]["reason"]
     assert counts["samples"] == counts["qas_kept"] > 0 and counts["moving_objects"] > 0
     assert set(manifest["timing"]["stage_total_s"]) == {"clip", "detect", "track", "facts", "qa", "write"}
+    assert manifest["timing"]["clips_per_minute"] > 0 and manifest["timing"]["stage_mean_s"]["track"] > 0
     samples = _check_output(out)
     assert len(samples) == counts["samples"]
     from data_prep import validate

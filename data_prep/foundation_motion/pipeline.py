@@ -289,6 +289,7 @@ def build_manifest(
     executor: str,
     workers: int,
     processed: int,
+    processed_ok: int,
     resumed: int,
     num_samples: int,
     load_seconds: dict,
@@ -321,9 +322,13 @@ def build_manifest(
             "elapsed_s": round(elapsed, 3),
             "model_load_s": load_seconds,
             "stage_total_s": stage_totals,
-            "stage_mean_s": {k: round(v / max(1, len(summaries)), 4) for k, v in stage_totals.items()},
+            # over the clips that reached each stage
+            "stage_mean_s": {
+                k: round(v / max(1, sum(1 for x in summaries if k in x.get("timings", {}))), 4)
+                for k, v in stage_totals.items()
+            },
             # model loading excluded where it is measured (the in-process executor); workers load in parallel
-            "clips_per_minute": round(processed / busy * 60, 3) if busy > 0 and processed else None,
+            "clips_per_minute": round(processed_ok / busy * 60, 3) if busy > 0 and processed_ok else None,
         },
         "executor": {"kind": executor, "workers": workers},
         "skipped": [

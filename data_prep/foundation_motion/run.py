@@ -103,6 +103,7 @@ def run(args: argparse.Namespace, config: PipelineConfig | None = None) -> dict:
         executor=executor,
         workers=args.workers,
         processed=len(jobs),
+        processed_ok=sum(1 for s in summaries[resumed:] if s["status"] == "ok"),
         resumed=resumed,
         num_samples=num_samples,
         load_seconds=load_seconds,
