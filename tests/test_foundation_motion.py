@@ -558,3 +558,13 @@ def test_two_training_steps_on_the_output(data, tmp_path):
     assert proc.returncode == 0, proc.stderr[-4000:]
     final = json.loads((tmp_path / "run" / "final_state.json").read_text())
     assert final["step"] == 2 and all(v == v for v in final["final_losses"].values())
+
+
+def test_mix_recipe_names_the_pipeline_output_beside_refytvos_and_mevis():
+    from mora.training.config_io import load_run_config
+
+    run = load_run_config(REPO / "train/configs/foundation_motion_mix.yaml")
+    specs = {e.spec["format"]: e.spec for e in run.data.datasets}
+    assert set(specs) == {"refytvos", "mevis", "jsonl"}
+    assert specs["jsonl"]["meta"] == "samples.jsonl" and specs["jsonl"]["ratio"] == 2.0
+    assert specs["refytvos"]["ratio"] == specs["mevis"]["ratio"] == 1.0
