@@ -27,7 +27,13 @@ from data_prep.foundation_motion.config import (
     PipelineConfig,
     TrackConfig,
 )
-from data_prep.foundation_motion.detect import Owlv2Detector, box_iou, colour_blobs, run_detection
+from data_prep.foundation_motion.detect import (
+    GroundingDinoDetector,
+    Owlv2Detector,
+    box_iou,
+    colour_blobs,
+    run_detection,
+)
 from data_prep.foundation_motion.facts import compute_facts
 from data_prep.foundation_motion.llm import LocalBackend, OpenAIBackend, parse_qas
 from data_prep.foundation_motion.pipeline import work_path
@@ -107,10 +113,18 @@ def test_rule_based_proposals_find_every_object():
         assert box_iou(best.box, boxes[i]) > 0.6 and best.name.split()[0] == obj.colour
 
 
-def test_owlv2_tiny_detector_output_format(data):
-    detector = Owlv2Detector.from_pretrained(str(data / "models" / "detector"))
+@pytest.mark.parametrize("kind", ["owlv2", "grounding-dino"])
+def test_tiny_detector_output_format(data, kind):
+    if kind == "owlv2":
+        detector = Owlv2Detector.from_pretrained(str(data / "models" / "detector"))
+    else:
+        detector = GroundingDinoDetector.from_pretrained(str(data / "models" / "grounding_dino"))
+        _, positions = detector._prompt(["ball", "red square"])
+        assert positions == [[1], [3, 4]]  # [CLS] ball . red square . [SEP]
     frames = load_clip(data / "videos" / "scene0.mp4", ClipConfig(), CameraConfig()).frames
-    config = DetectConfig(proposals="vocabulary", vocabulary=["ball", "red square"], redetect_interval=10)
+    config = DetectConfig(
+        proposals="vocabulary", vocabulary=["ball", "red square"], redetect_interval=10, detector=kind
+    )
     result = run_detection(frames, config, detector)
     assert result.frames == list(range(0, frames.shape[0], 10)) and result.names == ["ball", "red square"]
     for f, dets in result.per_frame.items():
@@ -464,10 +478,12 @@ def test_pipeline_end_to_end_with_resume_and_a_corrupt_video(data, tmp_path):
     assert retried["counts"]["processed_this_run"] == 1 and retried["counts"]["failed"] == 1
 
 
-def test_pipeline_with_tiny_models(data, tmp_path):
+@pytest.mark.parametrize("detector", ["owlv2", "grounding-dino"])
+def test_pipeline_with_tiny_models(data, tmp_path, detector):
     config = PipelineConfig.tiny(
         data / "models",
         detect={
+            "detector": detector,
             "proposals": "vocabulary",
             "vocabulary": ["ball"],
             "max_objects": 2,

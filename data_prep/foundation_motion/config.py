@@ -23,6 +23,7 @@ class ModelsConfig:
     """Hub ids (or local folders) of every model the pipeline may load."""
 
     detector: str = "google/owlv2-base-patch16-ensemble"  # Owlv2ForObjectDetection
+    grounding_dino: str = "IDEA-Research/grounding-dino-tiny"  # detect.detector: grounding-dino
     tracker: str = "facebook/sam2.1-hiera-large"  # Sam2VideoModel
     llm: str = "Qwen/Qwen2.5-7B-Instruct"  # --llm local (AutoModelForCausalLM)
     openai_model: str = "gpt-4o-mini"  # --llm openai (model name sent to the endpoint)
@@ -61,7 +62,7 @@ class DetectConfig:
 
     proposals: str = "rule-based"  # rule-based (colour blobs, names) | vocabulary (names) | vlm (names)
     min_names: int = 1  # clips with fewer proposed names are skipped (FoundationMotion: 3)
-    detector: str = "owlv2"  # owlv2 | none (use the proposals' own boxes)
+    detector: str = "owlv2"  # owlv2 | grounding-dino | none (use the proposals' own boxes)
     vocabulary: list[str] = field(default_factory=lambda: ["person", "hand", "car", "ball", "cup", "box"])
     box_threshold: float = 0.25
     text_threshold: float = 0.25  # OWLv2 has one score per (box, query): both thresholds apply to it
@@ -156,6 +157,7 @@ class PipelineConfig:
         config = cls.from_dict(sections)
         config.models = ModelsConfig(
             detector=str(folder / "detector"),
+            grounding_dino=str(folder / "grounding_dino"),
             tracker=str(folder / "tracker"),
             llm=str(folder / "llm"),
             openai_model=config.models.openai_model,

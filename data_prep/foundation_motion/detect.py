@@ -8,7 +8,9 @@
   endpoint (``models.vlm``; FoundationMotion asks Qwen2.5-VL), no boxes; cached like the QA requests.
 * Detection: OWLv2 (``Owlv2ForObjectDetection``) queried with the names on frame 0 and every
   ``redetect_interval`` frames; score = sigmoid logit of the (box, name) pair, kept above both the
-  box and text thresholds (0.25), NMS per name, area filters. ``detect.detector: none`` uses the
+  box and text thresholds (0.25), NMS per name, area filters. Or GroundingDINO
+  (``GroundingDinoForObjectDetection``, ``detect.detector: grounding-dino``) with the names joined
+  into one ``"a. b. c."`` prompt, box and text thresholds as in the original pipeline. ``detect.detector: none`` uses the
   rule-based proposals on every detection frame instead.
 """
 
@@ -208,12 +210,96 @@ class Owlv2Detector:
         return nms(dets, config.nms_iou)[: config.max_objects]
 
 
+class GroundingDinoDetector:
+    """Open-vocabulary detection with transformers' ``GroundingDinoForObjectDetection`` (e.g.
+    IDEA-Research/grounding-dino-tiny): one prompt ``"name1. name2. ..."`` per frame, as the original
+    pipeline's per-name prompts joined. A query is kept when its best token's probability exceeds
+    ``box_threshold``; its label is the name whose tokens score highest, kept above ``text_threshold``."""
+
+    def __init__(self, model, image_processor, tokenizer, device: str = "cpu") -> None:
+        self.model = model.eval().to(device)
+        self.image_processor = image_processor
+        self.tokenizer = tokenizer
+        self.device = device
+        self.max_text_len = int(model.config.max_text_len)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, device: str = "cpu") -> GroundingDinoDetector:
+        from transformers import AutoImageProcessor, AutoTokenizer, GroundingDinoForObjectDetection
+
+        model = GroundingDinoForObjectDetection.from_pretrained(name_or_path)
+        image_processor = AutoImageProcessor.from_pretrained(name_or_path)
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+        return cls(model, image_processor, tokenizer, device)
+
+    def _prompt(self, names: list[str]) -> tuple[dict, list[list[int]]]:
+        """Tokenised prompt and, per name, the token positions that belong to it."""
+        text = " ".join(f"{n}." for n in names)
+        enc = self.tokenizer(
+            text,
+            return_offsets_mapping=True,
+            truncation=True,
+            max_length=self.max_text_len,
+            return_tensors="pt",
+        )
+        bounds, start = [], 0
+        for n in names:
+            bounds.append((start, start + len(n)))
+            start += len(n) + 2  # "name. "
+        positions: list[list[int]] = [[] for _ in names]
+        for i, (a, b) in enumerate(enc.pop("offset_mapping")[0].tolist()):
+            for k, (lo, hi) in enumerate(bounds):
+                if b > a and lo <= a and b <= hi:
+                    positions[k].append(i)
+        return enc, positions
+
+    @torch.no_grad()
+    def detect(self, frames: list[np.ndarray], frame_ids: list[int], names: list[str], config: DetectConfig):
+        if not names or not frames:
+            return {f: [] for f in frame_ids}
+        enc, positions = self._prompt(names)
+        out = {}
+        for frame, frame_id in zip(frames, frame_ids):
+            pixels = self.image_processor(images=[frame], return_tensors="pt")
+            outputs = self.model(
+                **{k: v.to(self.device) for k, v in enc.items()},
+                pixel_values=pixels["pixel_values"].to(self.device),
+                pixel_mask=pixels["pixel_mask"].to(self.device),
+            )
+            out[frame_id] = self._boxes(outputs, frame.shape[:2], frame_id, names, positions, config)
+        return out
+
+    def _boxes(self, outputs, size, frame_id, names, positions, config: DetectConfig) -> list[Detection]:
+        H, W = size
+        probs = torch.sigmoid(outputs.logits[0].float())  # [Q, max_text_len]
+        boxes = outputs.pred_boxes[0].float()  # [Q, 4] cx, cy, w, h in 0..1 of the image
+        dets = []
+        for q in range(probs.shape[0]):
+            if float(probs[q].max()) <= config.box_threshold:
+                continue
+            per_name = [float(probs[q, pos].max()) if pos else 0.0 for pos in positions]
+            k = int(np.argmax(per_name))
+            if per_name[k] <= config.text_threshold:
+                continue
+            cx, cy, w, h = boxes[q].tolist()
+            x0, y0 = max(0.0, (cx - w / 2) * W), max(0.0, (cy - h / 2) * H)
+            x1, y1 = min(float(W), (cx + w / 2) * W), min(float(H), (cy + h / 2) * H)
+            area = (x1 - x0) * (y1 - y0)
+            if x1 <= x0 or y1 <= y0 or area < config.min_area_px or area > config.max_area_fraction * H * W:
+                continue
+            dets.append(Detection(frame_id, (x0, y0, x1, y1), per_name[k], names[k]))
+        return nms(dets, config.nms_iou)[: config.max_objects]
+
+
 def detection_frames(num_frames: int, interval: int) -> list[int]:
     return list(range(0, num_frames, max(1, interval)))
 
 
 def run_detection(
-    frames: np.ndarray, config: DetectConfig, detector: Owlv2Detector | None, namer=None
+    frames: np.ndarray,
+    config: DetectConfig,
+    detector: Owlv2Detector | GroundingDinoDetector | None,
+    namer=None,
 ) -> Detections:
     """Stage 2 on one clip [T, H, W, 3]: names from the proposals, detections on every detection frame.
 
@@ -242,10 +328,10 @@ def run_detection(
             raise ValueError("detect.detector: none needs the rule-based proposals' boxes")
         for f in ids:
             result.per_frame[f] = first if f == 0 else colour_blobs(frames[f], config, f)
-    elif config.detector == "owlv2":
+    elif config.detector in ("owlv2", "grounding-dino"):
         if detector is None:
-            raise ValueError("detect.detector: owlv2 needs a loaded detector")
+            raise ValueError(f"detect.detector: {config.detector} needs a loaded detector")
         result.per_frame = detector.detect([frames[f] for f in ids], ids, names, config)
     else:
-        raise ValueError(f"detect.detector must be owlv2 or none, got {config.detector!r}")
+        raise ValueError(f"detect.detector must be owlv2, grounding-dino or none, got {config.detector!r}")
     return result

@@ -24,7 +24,7 @@ from PIL import Image
 
 from data_prep.foundation_motion.clips import Clip, ClipSkipped, load_clip
 from data_prep.foundation_motion.config import PipelineConfig
-from data_prep.foundation_motion.detect import Detections, Owlv2Detector, run_detection
+from data_prep.foundation_motion.detect import Detections, GroundingDinoDetector, Owlv2Detector, run_detection
 from data_prep.foundation_motion.facts import ClipFacts, compute_facts
 from data_prep.foundation_motion.llm import build_backend
 from data_prep.foundation_motion.qa import QA, verify
@@ -71,6 +71,10 @@ class Models:
         t = time.perf_counter()
         if gpu and config.detect.detector == "owlv2":
             models.detector = Owlv2Detector.from_pretrained(config.models.detector, config.track.device)
+        elif gpu and config.detect.detector == "grounding-dino":
+            models.detector = GroundingDinoDetector.from_pretrained(
+                config.models.grounding_dino, config.track.device
+            )
         if gpu and config.detect.proposals == "vlm":
             from data_prep.foundation_motion.llm import OpenAIBackend
 

@@ -1,7 +1,7 @@
 """Tiny random stand-ins for every model of the pipeline, written in the real formats.
 
 ``build_tiny_models(folder)`` writes ``detector/`` (Owlv2ForObjectDetection + image processor +
-tokenizer), ``tracker/`` (Sam2VideoModel, the project's tiny SAM2 config) and ``llm/`` (a 2-layer
+tokenizer), ``grounding_dino/`` (GroundingDinoForObjectDetection + image processor + BERT tokenizer), ``tracker/`` (Sam2VideoModel, the project's tiny SAM2 config) and ``llm/`` (a 2-layer
 Llama causal LM + tokenizer), each with ``save_pretrained``, so the pipeline loads them through the
 same ``from_pretrained`` calls as the Hub ids. Built offline from configs; weights are random (their
 outputs are meaningless: tests check formats and shapes with them, and stage logic with the
@@ -59,6 +59,8 @@ def build_tiny_models(folder: str | os.PathLike, seed: int = 0) -> Path:
         Owlv2ForObjectDetection(config).save_pretrained(folder / "detector")
         Owlv2ImageProcessorPil(size={"height": 64, "width": 64}).save_pretrained(folder / "detector")
         tokenizer.save_pretrained(folder / "detector")
+    if not (folder / "grounding_dino" / "config.json").is_file():
+        _tiny_grounding_dino(folder / "grounding_dino")
     if not (folder / "tracker" / "config.json").is_file():
         Sam2VideoModel(tiny_sam2_config(64)).save_pretrained(folder / "tracker")
     if not (folder / "llm" / "config.json").is_file():
@@ -77,3 +79,57 @@ def build_tiny_models(folder: str | os.PathLike, seed: int = 0) -> Path:
         LlamaForCausalLM(config).save_pretrained(folder / "llm")
         tokenizer.save_pretrained(folder / "llm")
     return folder
+
+
+def _tiny_grounding_dino(folder: Path) -> None:
+    """GroundingDINO with a 4-stage Swin of width 16, a 1-layer BERT and a word-level BERT vocabulary."""
+    from transformers import (
+        BertConfig,
+        BertTokenizer,
+        GroundingDinoConfig,
+        GroundingDinoForObjectDetection,
+        SwinConfig,
+    )
+    from transformers.models.grounding_dino.image_processing_pil_grounding_dino import (
+        GroundingDinoImageProcessorPil,
+    )
+
+    from data_prep.foundation_motion.detect import COLOUR_NAMES
+
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "."]
+    words += [*COLOUR_NAMES, "square", "circle", "triangle", "diamond", "cross", "object", "ball", "person"]
+    words += [*letters, *(f"##{c}" for c in letters)]
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(dict.fromkeys(words))})
+    config = GroundingDinoConfig(
+        backbone_config=SwinConfig(
+            embed_dim=16,
+            depths=[1, 1, 1, 1],
+            num_heads=[1, 1, 1, 1],
+            window_size=4,
+            image_size=64,
+            out_indices=[2, 3, 4],
+        ),
+        text_config=BertConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        ),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,  # one decoder layer breaks the box-head weight tying
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        num_queries=20,
+        num_feature_levels=3,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        max_text_len=32,
+    )
+    GroundingDinoForObjectDetection(config).save_pretrained(folder)
+    GroundingDinoImageProcessorPil(size={"shortest_edge": 64, "longest_edge": 64}).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
