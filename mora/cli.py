@@ -13,7 +13,7 @@ from pathlib import Path
 
 from mora.convert.cli import add_convert_parser
 from mora.hub_cli import add_push_parser
-from mora.utils.io import atomic_path, write_json_atomic
+from mora.utils.io import atomic_path
 from mora.utils.logging import get_logger, setup_cli_logging
 from mora.visual_prompts import VISUAL_PROMPTS
 
