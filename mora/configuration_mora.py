@@ -94,6 +94,9 @@ class MoRAConfig(PretrainedConfig):
         video_adapter_flow: the adapter's input also holds each cell's motion (dx, dy) from the previous frame
             and to the next, estimated from the backbone frames by brightness constancy (`normal_flow`): the
             direction an object moves, which differences of cell features leave implicit.
+        video_flow_embedding: that motion estimate, linearly embedded, is also added to the adapter's output
+            grid (a non-zero-initialised path beside the zero-initialised residual), so the direction of motion
+            reaches the language model, the grounding reader and the pixel mask path from the first step.
         grounding_reader_layers: decoder layers of the `GroundingReader`, in which the ``[SEG]`` and ``[LOC]``
             states attend to every frame's full grid tokens before the heads read them; 0 = off.
         grounding_reader_heads: its attention heads.
@@ -160,6 +163,7 @@ class MoRAConfig(PretrainedConfig):
     video_adapter_heads: int = 4
     video_adapter_differences: bool = False
     video_adapter_flow: bool = False
+    video_flow_embedding: bool = False
     grounding_reader_layers: int = 0
     grounding_reader_heads: int = 4
     use_video_dense_prompt: bool = False

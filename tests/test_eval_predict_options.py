@@ -96,3 +96,13 @@ def test_with_ungated_writes_both_folders_from_one_pass_and_scores_both(tmp_path
     scores, table = evaluate_benchmark([job], None, opts, title="t")
     assert scores["overall"]["JF"] == 1.0 and scores["overall"]["JF_ungated"] < 0.5
     assert (tmp_path / "out" / "ungated" / "scores.json").is_file() and "ungated" in table
+
+
+def test_span_is_the_best_run_of_frames_above_the_threshold():
+    from mora.model.inference import span_from_scores
+
+    scores = np.array([0.9, 0.2, 0.6, 0.7, 0.8, 0.1, np.nan, 0.95])
+    assert span_from_scores(scores, 0.5) == (2, 4)  # not bridged to frames 0 or 7 across the gaps
+    assert span_from_scores(np.array([0.1, 0.9, 0.2, 0.6, 0.6]), 0.5) == (3, 4)  # mass 1.2 beats 0.9
+    assert span_from_scores(np.array([0.6, 0.7]), 0.5) == (0, 1)
+    assert span_from_scores(np.array([0.1, np.nan, 0.4]), 0.5) is None

@@ -9,11 +9,11 @@ import torch
 from mora.inference.writers import QuestionOutput
 from mora.model.inference import (
     ClipGrounding,
-    _span,
     _window_prompts,
     clip_masks,
     gated_frames,
     key_frame,
+    span_from_scores,
 )
 from mora.model.mask_engines.sam2_stream import StreamingTracker
 
@@ -46,7 +46,7 @@ class QuestionState:
             if g.located
             else np.full(n, np.nan, np.float32)
         )
-        self.span = _span(self.scores, model.config.span_threshold) if g.located else None
+        self.span = span_from_scores(self.scores, model.config.span_threshold) if g.located else None
         gated = gate and self.span is not None
         self.lo, self.hi = self.span if gated else (0, n - 1)
         if not g.segmented or (gate and g.located and self.span is None):

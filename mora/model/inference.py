@@ -250,7 +250,7 @@ def _ground(model, sequence, hidden, clip: EncodedClip, text: str) -> ClipGround
         span_masks = None if all_logits is None else all_logits[None]
         probs = model.span_logits_from(loc_state, features, motion, span_masks).sigmoid()[0]  # [T]
         scores = probs.float().cpu().numpy()
-        span = _span(scores, cfg.span_threshold)
+        span = span_from_scores(scores, cfg.span_threshold)
     return ClipGrounding(text, segmented, located, seg_state, prompts, scores, span, all_logits, clip)
 
 
@@ -387,9 +387,24 @@ def _state_available(hidden: torch.Tensor, pos: int) -> bool:
     return 0 <= pos < hidden.shape[1]
 
 
-def _span(scores: np.ndarray, threshold: float) -> tuple[int, int] | None:
-    """Inclusive (first, last) of the frames whose in-span probability exceeds ``threshold``."""
-    inside = np.nonzero(scores > threshold)[0]
-    if len(inside) == 0:
-        return None
-    return int(inside[0]), int(inside[-1])
+def span_from_scores(scores: np.ndarray, threshold: float) -> tuple[int, int] | None:
+    """The predicted span: inclusive (first, last) of the best run of consecutive frames whose in-span
+    probability exceeds ``threshold`` (the run with the largest summed probability), None when no frame does.
+
+    A span is one interval: frames above the threshold separated by frames below it are not bridged (on the
+    synthetic benchmark the tiny default's J&F rose 0.678 -> 0.689 against first-to-last, train/README.md).
+
+    Args:
+        scores: ``[T]`` in-span probabilities (NaN counts as below the threshold).
+    """
+    inside = np.nan_to_num(np.asarray(scores, dtype=float), nan=0.0) > threshold
+    best, best_mass, start = None, -1.0, None
+    for t in range(len(inside) + 1):
+        if t < len(inside) and inside[t]:
+            start = t if start is None else start
+        elif start is not None:
+            mass = float(np.nansum(np.asarray(scores, dtype=float)[start:t]))
+            if mass > best_mass:
+                best, best_mass = (start, t - 1), mass
+            start = None
+    return best

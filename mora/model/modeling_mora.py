@@ -126,6 +126,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
                 config.video_adapter_heads,
                 config.video_adapter_differences,
                 config.video_adapter_flow,
+                config.video_flow_embedding,
             )
             if config.video_adapter_layers
             else None

@@ -139,7 +139,14 @@ class VideoAdapter(nn.Module):
     """
 
     def __init__(
-        self, in_dim: int, dim: int, layers: int, heads: int, differences: bool = False, flow: bool = False
+        self,
+        in_dim: int,
+        dim: int,
+        layers: int,
+        heads: int,
+        differences: bool = False,
+        flow: bool = False,
+        flow_embedding: bool = False,
     ) -> None:
         super().__init__()
         if layers < 1:
@@ -153,6 +160,9 @@ class VideoAdapter(nn.Module):
         self.blocks = nn.ModuleList(SpaceTimeBlock(dim, heads) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
         self.out = nn.Linear(dim, in_dim)
+        # the motion estimate embedded straight into the output grid (not zero-initialised): the direction
+        # of motion is linearly readable by everything downstream from the first step
+        self.flow_embed = nn.Linear(4, in_dim) if flow_embedding else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -168,10 +178,13 @@ class VideoAdapter(nn.Module):
         inputs = grid.to(dtype)
         if self.differences:
             inputs = torch.cat([inputs, *neighbour_differences(inputs)], dim=-1)  # [B, T, h, w, 3d]
-        if self.flow:
+        flow = None
+        if self.flow or self.flow_embed is not None:
             if pixel_values is None:
                 raise ValueError("this VideoAdapter reads per-cell motion; pass pixel_values [B, T, c, H, W]")
-            inputs = torch.cat([inputs, (normal_flow(pixel_values, (h, w)) / 4).to(dtype)], dim=-1)
+            flow = (normal_flow(pixel_values, (h, w)) / 4).to(dtype)  # [B, T, h, w, 4]
+        if self.flow:
+            inputs = torch.cat([inputs, flow], dim=-1)
         x = self.inp(inputs).reshape(B, T, h * w, self.dim)  # [B, T, n, a]
         times = torch.arange(T, device=grid.device).float() / max(1, T - 1)
         x = x + grid_positions(h, w, self.dim, grid.device).to(dtype)  # cells
@@ -179,4 +192,6 @@ class VideoAdapter(nn.Module):
         for block in self.blocks:
             x = block(x)
         delta = self.out(self.norm(x)).view(B, T, h, w, d)
+        if self.flow_embed is not None:
+            delta = delta + self.flow_embed(flow)
         return grid + delta.to(grid.dtype)
