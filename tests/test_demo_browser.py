@@ -1,6 +1,7 @@
 """`mora demo` in a real browser: the page served on 127.0.0.1 with a tiny checkpoint, driven by Playwright
 with Debian's Chromium (no Playwright browser download). Skips with the reason when either is missing."""
 
+import re
 import socket
 from pathlib import Path
 from urllib.parse import urlparse
@@ -9,7 +10,7 @@ import pytest
 from demo_testing import SPAN_TEXT, fixed_span_service, tiny_checkpoint
 from video_testing import write_shapes_video
 
-from mora.demo import DemoConfig
+from mora.demo import DemoConfig, example_videos
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -98,6 +99,16 @@ def test_upload_ask_and_see_the_grounded_answer(page_url, tmp_path):
             assert "[SEG]" in page.locator("#answer textarea").input_value()
             expect(page.locator("#download a").first).to_be_attached()
             page.screenshot(path=str(_artifacts(tmp_path) / "demo.png"), full_page=True)
+            # a bundled example: its video and question fill the inputs, then the answer is replaced
+            example = example_videos(tmp_path / "examples")[2]
+            page.get_by_text(example.question).first.click()
+            expect(page.locator("#question textarea")).to_have_value(example.question)
+            page.locator("#submit").click()
+            expect(page.locator("#span textarea")).not_to_have_value(SPAN_TEXT)
+            assert re.fullmatch(
+                r"\d+\.\d\d s - \d+\.\d\d s \(frames \d+-\d+\)", page.locator("#span textarea").input_value()
+            )
+            page.screenshot(path=str(_artifacts(tmp_path) / "demo_example.png"), full_page=True)
         finally:
             browser.close()
     assert (_artifacts(tmp_path) / "demo.png").stat().st_size > 0
