@@ -17,7 +17,9 @@ setup() {
     if [ ! -x "$PY" ]; then python3 -m venv "$VENV"; fi
     "$PY" -m pip install -q --upgrade pip
     "$PY" -m pip install -q "torch==2.13.0"
-    "$PY" -m pip install -q -e ".[train,dev]"
+    "$PY" -m pip install -q -e ".[train,dev,demo]"
+    # gradio caps pillow below the pinned 13; its other dependencies come from the demo extra
+    "$PY" -m pip install -q --no-deps "gradio==6.31.0"
     # Meta's sam2 package (reference for the SAM2 conversion tests) builds a CUDA torch unless told not to
     # (about 20 s with its dependencies from the dev extras).
     SAM2_BUILD_CUDA=0 "$PY" -m pip install -q --no-deps --no-build-isolation "sam2==1.1.0"

@@ -1,4 +1,4 @@
-"""The ``mora`` command: ``mora init-tiny``, ``mora predict``, ``mora convert {sam,sam2,lisa}`` and ``mora push``.
+"""The ``mora`` command: ``mora init-tiny``, ``mora predict``, ``mora demo``, ``mora convert {sam,sam2,lisa}`` and ``mora push``.
 
 User errors (missing files, bad arguments) print one clear line naming the file or argument and exit
 with status 2; no traceback.
@@ -7,6 +7,7 @@ with status 2; no traceback.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -164,6 +165,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mora.demo import DemoConfig
+    from mora.hub import CheckpointNotFoundError, load_model
+
+    try:
+        config = DemoConfig(
+            model=args.model,
+            host=args.host,
+            port=args.port,
+            device=args.device,
+            dtype=DTYPES[args.dtype],
+            mode=args.mode,
+            max_file_size_mb=args.max_file_size_mb,
+            max_frames=args.max_frames,
+            key_frames=args.key_frames,
+            examples_dir=args.examples_dir,
+        )
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    if importlib.util.find_spec("gradio") is None:
+        raise UserError("the demo needs Gradio: pip install -e '.[demo]' (see the README)")
+    _check_device(args.device)
+    try:
+        model = load_model(args.model, device=args.device, dtype=DTYPES[args.dtype])
+    except CheckpointNotFoundError as err:
+        raise UserError(f"--model: {err}") from None
+    from mora.demo.app import run_demo
+
+    run_demo(model, config)
+    return 0
+
+
 def cmd_assemble(args: argparse.Namespace) -> int:
     from mora.assemble import AssembleError, assemble
 
@@ -203,6 +236,14 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model options ``mora predict`` and ``mora demo`` share."""
+    parser.add_argument("--model", required=True, help="checkpoint folder or Hugging Face Hub id")
+    parser.add_argument("--device", choices=("cpu", "cuda", "mps"), default=None, help="default: cpu")
+    parser.add_argument("--dtype", choices=tuple(DTYPES), default="fp32")
+    parser.add_argument("--mode", choices=("generate", "template"), default="generate")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mora", description="MoRA: pixel-grounded motion reasoning in video"
@@ -229,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="masks of every frame, span, answer and an overlay video for a video and question(s)",
     )
-    pred.add_argument("--model", required=True, help="checkpoint folder or Hugging Face Hub id")
+    _add_model_arguments(pred)
     pred.add_argument("--video", required=True, help="video file (mp4, ...) or folder of frames")
     which = pred.add_mutually_exclusive_group(required=True)
     which.add_argument("--question")
@@ -258,7 +299,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="frames the model reasons over (default: 20, or the model's num_frames when larger)",
     )
     pred.add_argument("--folder-fps", type=float, default=None, help="frame rate of a frame folder")
-    pred.add_argument("--mode", choices=("generate", "template"), default="generate")
     pred.add_argument("--no-gate", action="store_true", help="keep masks outside the predicted span")
     pred.add_argument(
         "--visual-prompt",
@@ -273,12 +313,28 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="SAM2 masks by memory propagation from the key frame or per frame (default: the checkpoint's)",
     )
-    pred.add_argument("--device", choices=("cpu", "cuda", "mps"), default=None, help="default: cpu")
-    pred.add_argument("--dtype", choices=tuple(DTYPES), default="fp32")
     pred.add_argument("--gif", action="store_true", help="also write overlay.gif")
     pred.add_argument("--no-overlay", action="store_true", help="skip overlay.mp4")
     pred.add_argument("--quiet", action="store_true", help="no progress bar")
     pred.set_defaults(func=cmd_predict)
+    demo = sub.add_parser(
+        "demo", help="a local web page: upload a video, ask a question, see the grounded answer"
+    )
+    _add_model_arguments(demo)
+    demo.add_argument("--host", default="127.0.0.1", help="address to serve on (0.0.0.0: every interface)")
+    demo.add_argument("--port", type=int, default=None, help="port (default: the first free one from 7860)")
+    demo.add_argument("--max-file-size-mb", type=float, default=100.0, help="largest upload accepted")
+    demo.add_argument(
+        "--max-frames",
+        type=int,
+        default=300,
+        help="at most this many frames of a video get masks (spread evenly)",
+    )
+    demo.add_argument(
+        "--key-frames", type=int, default=None, help="frames the model reasons over (default: 20)"
+    )
+    demo.add_argument("--examples-dir", default=None, help="where the synthetic examples are rendered")
+    demo.set_defaults(func=cmd_demo)
     add_convert_parser(sub, cmd_convert)
     add_push_parser(sub, cmd_push)
     return parser
