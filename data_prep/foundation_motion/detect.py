@@ -24,16 +24,10 @@ import torch
 
 from data_prep.foundation_motion.clips import ClipSkipped
 from data_prep.foundation_motion.config import DetectConfig
+from mora.data.synthetic_scene import COLOURS
 
-COLOUR_NAMES: dict[str, tuple[int, int, int]] = {
-    "red": (225, 35, 35),
-    "green": (40, 200, 60),
-    "blue": (40, 90, 240),
-    "yellow": (245, 225, 30),
-    "purple": (170, 50, 215),
-    "orange": (255, 135, 15),
-    "cyan": (30, 215, 225),
-}
+# the named colours of the rule-based proposals: the synthetic generator's palette (its test videos)
+COLOUR_NAMES: dict[str, tuple[int, int, int]] = COLOURS
 
 
 @dataclass
