@@ -81,6 +81,7 @@ def predict_video(
     Raises:
         VideoInputError, QuestionError, ValueError: bad input (one-line messages); nothing is written.
     """
+    timer = StageTimer()  # total: from here
     options = options or PredictOptions()
     propagation = check_predict_options(model, options.mode, options.visual_prompt, options.propagation)
     single = isinstance(questions, str)
@@ -95,7 +96,6 @@ def predict_video(
     questions = check_questions(model, questions, len(key_positions), options.mode)
     folders = question_folders(Path(out), len(questions), subfolders)
     outputs = [QuestionOutput(folder, pngs=options.pngs) for folder in folders]
-    timer = StageTimer()
     try:
         with timer("decode"):
             key_frames = source.read([indices[p] for p in key_positions])
