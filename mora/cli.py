@@ -27,14 +27,20 @@ class UserError(Exception):
 
 def build_tiny_model(backbone: str = "llava", mask_engine: str = "sam2", seed: int = 0):
     """A randomly initialised tiny MoRA with its processor attached (deterministic for a seed)."""
+    from mora.presets import tiny
+
+    return build_random_model(tiny(backbone, mask_engine), seed)
+
+
+def build_random_model(config, seed: int = 0):
+    """A randomly initialised MoRA of a preset ``config`` using the offline tiny tokenizer (`mora.presets.tiny`,
+    `mora.presets.small`), with its processor attached (deterministic for a seed)."""
     import torch
 
     from mora.model.modeling_mora import MoRAForVideoGrounding
-    from mora.presets import tiny
     from mora.processing.processing_mora import MoRAProcessor
     from mora.processing.tokenizer import build_tiny_tokenizer
 
-    config = tiny(backbone, mask_engine)
     torch.manual_seed(seed)
     model = MoRAForVideoGrounding(config)
     model.processor = MoRAProcessor.from_config(config, build_tiny_tokenizer())
@@ -162,6 +168,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         logger.info(
             "%s: span %s (%s s), text %r -> %s", q.question, q.span_frames, q.span_seconds, q.text, q.folder
         )
+    logger.info("seconds per stage: %s", ", ".join(f"{k} {v:.2f}" for k, v in result.timings.items()))
     return 0
 
 

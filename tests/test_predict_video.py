@@ -11,6 +11,7 @@ from video_testing import broken_videos, read_all_frames, write_shapes_video
 from mora.cli import main
 from mora.hub import load_model
 from mora.inference import PredictOptions, decode_rle, predict_video
+from mora.inference.timing import STAGES, StageTimer
 from mora.model.mask_engines.configs import tiny_sam2_config
 from mora.model.mask_engines.sam2_engine import Sam2MaskEngine
 from mora.model.mask_engines.sam2_stream import StreamingTracker
@@ -101,6 +102,33 @@ def test_streaming_equals_in_memory_predict(checkpoints, video, tmp_path, engine
         np.testing.assert_array_equal(_masks(record), expected.masks)
         assert record["span"] == (list(expected.span) if expected.span else None)
         np.testing.assert_allclose(record["frame_scores"], expected.frame_scores, rtol=1e-6)
+
+
+def test_stage_timings_are_exclusive_and_add_up_to_at_most_the_total(sam2_model, video, tmp_path):
+    result = predict_video(
+        sam2_model, video, QUESTION, tmp_path / "out", PredictOptions(mode="template", gate=False)
+    )
+    timings, recorded = result.timings, _record(tmp_path / "out")["timings"]
+    for t in (timings, recorded):
+        assert list(t) == [*STAGES, "total"] and all(t[s] > 0 for s in STAGES)  # every stage ran
+        assert sum(t[s] for s in STAGES) <= t["total"] + 1e-5
+    assert recorded["total"] <= timings["total"]  # prediction.json's figures are taken before it is written
+
+
+def test_stage_timer_counts_nested_stages_once(monkeypatch):
+    clock = iter(range(100))
+    monkeypatch.setattr("mora.inference.timing.time.perf_counter", lambda: next(clock))
+    timer = StageTimer()  # t=0
+    with timer("mask_engine"):  # enters at 1
+        with timer("write"):  # 2 .. 3
+            pass
+    # mask_engine leaves at 4
+    assert list(timer.iterate("decode", "ab")) == ["a", "b"]  # 5..6, 7..8, 9..10 (the end)
+    assert timer.seconds == {"decode": 3, "backbone": 0, "mask_engine": 2, "write": 1, "render": 0}
+    assert timer.summary()["total"] == 11
+    with pytest.raises(KeyError, match="unknown stage"):
+        with timer("encode"):
+            pass
 
 
 def test_streaming_tracker_equals_propagate_with_bounded_state():

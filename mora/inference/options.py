@@ -82,8 +82,10 @@ class QuestionResult:
 @dataclass
 class VideoResult:
     """All questions about one video: the frames with masks (video indices), the key frames, the results and
-    the seconds each stage took (``answer``: key frames decoded, encoded and every question answered;
-    ``segment``: the mask engine over the frames; ``render``: the overlay videos)."""
+    ``timings``: the wall seconds of each stage (`mora.inference.timing.STAGES`: ``decode`` the video frames,
+    ``backbone`` + language model on the key frames, ``mask_engine``, ``write`` of RLE / PNGs / JSON,
+    ``render`` of the overlays; each second counted once) and ``total`` (the whole call; the stages add up
+    to at most it, the rest being the video probe, the question checks and progress reports)."""
 
     video: Path
     fps: float | None

@@ -11,6 +11,10 @@ Memory stays bounded by the chunk size, not the video length:
 3. the frames are streamed once more to compose the overlay video(s) from the RLE masks;
 4. each question's folder is moved into place with its ``prediction.json`` last.
 
+The wall time of each stage (`mora.inference.timing.STAGES`: decode, backbone, mask_engine, write, render) is
+accumulated around the calls that do the work and returned as ``VideoResult.timings`` (and ``timings`` in
+``prediction.json``).
+
 With K >= the number of frames every frame is a key frame and the masks equal ``model.predict`` on the
 frames. Errors leave no output behind (everything is written to a staging folder first).
 """
@@ -18,7 +22,6 @@ frames. Errors leave no output behind (everything is written to a staging folder
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +37,7 @@ from mora.inference.options import (
     check_questions,
 )
 from mora.inference.question import QuestionState
+from mora.inference.timing import StageTimer
 from mora.inference.video_source import VideoSource, select_frames
 from mora.inference.writers import QuestionOutput
 from mora.model.inference import _to_masks, check_predict_options, encode_clip, ground_clip
@@ -77,6 +81,7 @@ def predict_video(
     Raises:
         VideoInputError, QuestionError, ValueError: bad input (one-line messages); nothing is written.
     """
+    timer = StageTimer()  # total: from here
     options = options or PredictOptions()
     propagation = check_predict_options(model, options.mode, options.visual_prompt, options.propagation)
     single = isinstance(questions, str)
@@ -91,23 +96,25 @@ def predict_video(
     questions = check_questions(model, questions, len(key_positions), options.mode)
     folders = question_folders(Path(out), len(questions), subfolders)
     outputs = [QuestionOutput(folder, pngs=options.pngs) for folder in folders]
-    timings: dict[str, float] = {}
-    clock = time.perf_counter()
     try:
-        clip = encode_clip(model, source.read([indices[p] for p in key_positions]))
+        with timer("decode"):
+            key_frames = source.read([indices[p] for p in key_positions])
+        with timer("backbone"):
+            clip = encode_clip(model, key_frames)
         clip.engine_cache = {}  # the key frames' engine features, shared by the questions
         states = []
         for question, output in zip(questions, outputs):
-            grounding = ground_clip(
-                model,
-                clip,
-                question,
-                mode=options.mode,
-                visual_prompt=options.visual_prompt,
-                propagation=propagation,
-            )
-            states.append(
-                QuestionState(
+            with timer("backbone"):
+                grounding = ground_clip(
+                    model,
+                    clip,
+                    question,
+                    mode=options.mode,
+                    visual_prompt=options.visual_prompt,
+                    propagation=propagation,
+                )
+            with timer("mask_engine"):  # the key frames' masks (per frame) or the tracker's start (memory)
+                state = QuestionState(
                     model,
                     grounding,
                     key_positions,
@@ -116,24 +123,24 @@ def predict_video(
                     propagation=propagation,
                     output=output,
                 )
-            )
+            states.append(state)
         names = source.frame_names
         frame_names = [names[i] for i in indices]
-        runner = _Runner(model, source, indices, frame_names, clip, states, options, progress)
-        clock = _lap(timings, "answer", clock)
+        runner = _Runner(model, source, indices, frame_names, clip, states, options, progress, timer)
         runner.segment()
-        clock = _lap(timings, "segment", clock)
         fps = _output_fps(info.fps, indices)
         if options.overlay:
             runner.render(fps or OVERLAY_FALLBACK_FPS)
-        _lap(timings, "render", clock)
-        result = VideoResult(info.path, fps, indices, [indices[p] for p in key_positions], timings=timings)
+        result = VideoResult(info.path, fps, indices, [indices[p] for p in key_positions])
         for question, state in zip(questions, states):
-            record = _prediction_record(
-                model, model_id, question, state, info, indices, frame_names, result, options
-            )
-            folder = state.output.commit(record)
+            with timer("write"):
+                record = _prediction_record(
+                    model, model_id, question, state, info, indices, frame_names, result, options
+                )
+                record["timings"] = timer.summary()  # so far: this file's own writing is not in it
+                folder = state.output.commit(record)
             result.questions.append(_question_result(question, state, folder, record))
+        result.timings = timer.summary()
     except BaseException:
         for output in outputs:
             output.discard()
@@ -141,17 +148,12 @@ def predict_video(
     return result
 
 
-def _lap(timings: dict[str, float], stage: str, since: float) -> float:
-    now = time.perf_counter()
-    timings[stage] = round(now - since, 3)
-    return now
-
-
 class _Runner:
     """The mask-engine sweeps and the overlay pass over the selected frames."""
 
-    def __init__(self, model, source, indices, frame_names, clip, states, options, progress):
+    def __init__(self, model, source, indices, frame_names, clip, states, options, progress, timer):
         self.model, self.source, self.indices, self.names = model, source, indices, frame_names
+        self.timer = timer
         self.clip, self.states, self.options = clip, states, options
         self.geometry = clip.geometry
         self.ctx = KeyClipContext(model, clip)
@@ -171,9 +173,12 @@ class _Runner:
     def _frames(self, positions: list[int]):
         """``(positions, engine frames [n, 3, S, S] on the device, their FrameFeatures)`` in chunks."""
         by_index = {self.indices[p]: p for p in positions}
-        for idx, frames in self.source.chunks([self.indices[p] for p in positions], self.options.chunk_size):
-            pix = self.model.processor.prepare_mask_frames(frames)[0].to(self.model.device)
-            yield [by_index[i] for i in idx], pix, self.model.engine_features(pix)
+        chunks = self.source.chunks([self.indices[p] for p in positions], self.options.chunk_size)
+        for idx, frames in self.timer.iterate("decode", chunks):
+            with self.timer("mask_engine"):
+                pix = self.model.processor.prepare_mask_frames(frames)[0].to(self.model.device)
+                feats = self.model.engine_features(pix)
+            yield [by_index[i] for i in idx], pix, feats
 
     def segment(self) -> None:
         """Every question's mask of every position, in a forward sweep and (SAM2 memory) a backward sweep."""
@@ -187,11 +192,15 @@ class _Runner:
             for state in self.states:
                 wanted = [i for i, p in enumerate(positions) if p in state.forward_positions_set]
                 if wanted:
-                    self._forward(state, [positions[i] for i in wanted], pix[wanted], feats.select(wanted))
+                    with self.timer("mask_engine"):
+                        self._forward(
+                            state, [positions[i] for i in wanted], pix[wanted], feats.select(wanted)
+                        )
             self._report("segment", len(positions), self.total)
         for state in self.states:
             if state.tracker is not None:
-                state.tracker.finish_forward()
+                with self.timer("mask_engine"):
+                    state.tracker.finish_forward()
         size = self.options.chunk_size
         for end in range(len(self.reverse), 0, -size):
             chunk = self.reverse[max(0, end - size) : end]
@@ -199,8 +208,9 @@ class _Runner:
                 for i in reversed(range(len(positions))):
                     for state in self.states:
                         if positions[i] in state.reverse_positions_set:
-                            logits = state.tracker.step(positions[i], feats.select([i]), reverse=True)
-                            self._add(state, positions[i], "logits", logits)
+                            with self.timer("mask_engine"):
+                                logits = state.tracker.step(positions[i], feats.select([i]), reverse=True)
+                                self._add(state, positions[i], "logits", logits)
                 self._report("segment", len(positions), self.total)
 
     def _forward(self, state: QuestionState, positions: list[int], pix, feats) -> None:
@@ -218,27 +228,34 @@ class _Runner:
     def _add(self, state: QuestionState, position: int, kind: str, value) -> None:
         H, W = self.geometry.orig_size
         if kind == "logits":
-            value = _to_masks(value[None], self.geometry)[0]
+            with self.timer("mask_engine"):
+                value = _to_masks(value[None], self.geometry)[0]
         if kind == "empty" or not state.in_span(position) or value is None:
             value = np.zeros((H, W), bool)
-        state.output.add_mask(position, self.names[position], value)
+        with self.timer("write"):
+            state.output.add_mask(position, self.names[position], value)
 
     def render(self, fps: float) -> None:
         """Stream the frames once more and compose every question's overlay video."""
         H, W = self.geometry.orig_size
-        for state in self.states:
-            state.output.open_overlay(W, H, fps, self.options.gif)
+        with self.timer("render"):
+            for state in self.states:
+                state.output.open_overlay(W, H, fps, self.options.gif)
         n = len(self.indices)
         position = 0
-        for _, frames in self.source.chunks(self.indices, self.options.chunk_size):
-            for frame in frames:
-                for state in self.states:
-                    state.output.add_overlay(position, frame, n, state.span)
-                position += 1
+        for _, frames in self.timer.iterate(
+            "decode", self.source.chunks(self.indices, self.options.chunk_size)
+        ):
+            with self.timer("render"):
+                for frame in frames:
+                    for state in self.states:
+                        state.output.add_overlay(position, frame, n, state.span)
+                    position += 1
             if self.progress is not None:
                 self.progress("render", position, n)
-        for state in self.states:
-            state.output.close_overlay()
+        with self.timer("render"):
+            for state in self.states:
+                state.output.close_overlay()
 
 
 def _output_fps(source_fps: float | None, indices: list[int]) -> float | None:
@@ -289,7 +306,6 @@ def _prediction_record(model, model_id, question, state, info, indices, names, r
             "fps": options.fps,
             "max_frames": options.max_frames,
         },
-        "seconds": result.timings,
     }
 
 
