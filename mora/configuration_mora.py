@@ -111,6 +111,11 @@ class MoRAConfig(PretrainedConfig):
             frame and its differences to the neighbouring frames whose S/4 features, dotted with the query and
             upsampled, add a finer term than the vision grid to the `PixelMaskPath`'s logits (like SAM2's
             high-resolution features); 0 = off.
+        pixel_mask_motion_match: side g of a g x g grid on which the `PixelMaskPath` matches the motion a
+            question asks for against each cell's motion (`triple_flow` of the frame and its neighbours): a
+            4-vector linear in the mean state of the question's own words (`question_states`, from the
+            processor's ``question_mask``), dotted with each cell's (dx, dy) to the previous and next frame and
+            upsampled; 0 = off. A direction word reaches the masks through it from the first step (session 9).
         span_head: ``"tokens"`` (`TemporalHead`: the ``[LOC]`` query against each frame's visual and motion
             tokens) or ``"mask_pooled"`` (`MaskPooledSpanHead`: each frame scored from the grid tokens under
             the predicted mask of the answer object and that mask's motion; masks are decoded on every frame
@@ -170,6 +175,7 @@ class MoRAConfig(PretrainedConfig):
     pixel_mask_dim: int = 0
     pixel_mask_differences: bool = False
     pixel_mask_stem: int = 0
+    pixel_mask_motion_match: int = 0
     span_head: str = "tokens"
     frame_prompts: bool = False
     seg_hidden_offset: int = 0
@@ -225,7 +231,12 @@ class MoRAConfig(PretrainedConfig):
             raise ValueError(f"video_pool_grid must be >= 1, got {self.video_pool_grid}")
         if self.video_pooling != "videochatgpt" and self.backbone_family != "llava":
             raise ValueError(f"video_pooling={self.video_pooling!r} applies to the llava family only")
-        for name in ("video_adapter_layers", "grounding_reader_layers", "pixel_mask_dim"):
+        for name in (
+            "video_adapter_layers",
+            "grounding_reader_layers",
+            "pixel_mask_dim",
+            "pixel_mask_motion_match",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.video_adapter_layers and (

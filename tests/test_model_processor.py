@@ -55,6 +55,19 @@ def test_labels_cover_the_answer_only(processor):
     assert not bool((labels[attention == 0] != IGNORE_INDEX).any())  # padding is ignored
 
 
+def test_question_mask_marks_the_question_words_only(processor):
+    clip, _ = moving_square_clip()
+    questions = ["Which object moves to the left?", "Why did the red square stop?"]
+    batch = processor([clip, clip], questions, answers=[ANSWER_WITH_SPAN] * 2)
+    for row, question in enumerate(questions):
+        marked = batch["question_mask"][row].bool()
+        assert not bool(marked[batch["attention_mask"][row] == 0].any())
+        assert not bool((batch["labels"][row][marked] != IGNORE_INDEX).any())  # never the answer
+        assert processor.tokenizer.decode(batch["input_ids"][row][marked]).strip() == question
+        positions = marked.nonzero().flatten()
+        assert int(positions[-1] - positions[0]) + 1 == len(positions)  # one contiguous run
+
+
 def test_right_padding(processor):
     clip, _ = moving_square_clip()
     batch = processor(
@@ -103,7 +116,14 @@ def test_inference_batch_has_no_labels(processor):
     batch = processor([clip], ["Which object moves right?"])
     assert "labels" not in batch and "gt_masks" not in batch
     qwen = {"mm_token_type_ids"} if processor.layout.backbone_family.startswith("qwen") else set()
-    assert set(batch) == {"input_ids", "attention_mask", "pixel_values", "mask_pixel_values", *qwen}
+    assert set(batch) == {
+        "input_ids",
+        "attention_mask",
+        "question_mask",
+        "pixel_values",
+        "mask_pixel_values",
+        *qwen,
+    }
     if qwen:  # what transformers' Qwen processors give: 2 at the video tokens, 0 elsewhere
         video = batch["input_ids"] == processor.token_ids.video
         assert torch.equal(batch["mm_token_type_ids"], video.to(torch.int) * 2)

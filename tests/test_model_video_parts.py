@@ -13,7 +13,7 @@ from mora.model.grounding_reader import GroundingReader
 from mora.model.heads import MaskPooledSpanHead
 from mora.model.packing import slots_by_video
 from mora.model.pixel_mask_path import PixelMaskPath
-from mora.model.video_adapter import VideoAdapter, neighbour_differences, normal_flow
+from mora.model.video_adapter import VideoAdapter, neighbour_differences, normal_flow, triple_flow
 from mora.model.video_dense_prompt import VideoDensePrompt
 
 
@@ -275,3 +275,68 @@ def test_pixel_mask_path_stem_reads_fine_features_and_keeps_windows_exact():
     window = [1, 3]
     part = path(path.inputs(pix, window), seg, grid[:, window], index)
     torch.testing.assert_close(part, logits[:, window], atol=1e-5, rtol=1e-5)
+
+
+def test_triple_flow_of_a_frame_and_its_neighbours_equals_normal_flow_of_the_clip():
+    x = torch.randn(2, 5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    T = x.shape[1]
+    before = x[:, [max(t - 1, 0) for t in range(T)]]
+    after = x[:, [min(t + 1, T - 1) for t in range(T)]]
+    trio = torch.stack([before, x, after], dim=2).flatten(0, 1)  # [V*T, 3, c, H, W]
+    torch.testing.assert_close(triple_flow(trio, (4, 4)).view(2, T, 4, 4, 4), normal_flow(x, (4, 4)))
+
+
+def _two_squares(T: int = 6, S: int = 64) -> tuple[torch.Tensor, tuple[slice, slice], tuple[slice, slice]]:
+    """``[1, T, 3, S, S]``: a red square moving right 2 px per frame above a green one moving left; the
+    (rows, cols) of each square's centre on frame 2."""
+    background = torch.rand(3, S, S, generator=torch.Generator().manual_seed(0)) * 0.2
+    frames = background.expand(1, T, 3, S, S).clone()  # a textured background that stays still
+    for t in range(T):
+        frames[0, t, 0, 8:20, 10 + 2 * t : 22 + 2 * t] = 1.0
+        frames[0, t, 1, 40:52, 40 - 2 * t : 52 - 2 * t] = 1.0
+    return frames, (slice(12, 16), slice(18, 22)), (slice(44, 48), slice(34, 38))
+
+
+def test_motion_match_lights_up_what_moves_the_asked_way():
+    path = PixelMaskPath(query_dim=8, grid_dim=0, dim=4, motion_match=16)
+    assert path.input_channels == 9  # the motion is rebuilt from the frame and its differences
+    with torch.no_grad():
+        for p in path.parameters():
+            p.zero_()
+        path.motion_match.bias.copy_(torch.tensor([1.0, 0.0, 1.0, 0.0]))  # every question asks "rightwards"
+    frames, right, left = _two_squares()
+    with torch.no_grad():
+        logits = path(path.inputs(frames), torch.zeros(1, 8), question_states=torch.zeros(1, 8))[
+            0, 2
+        ]  # [S, S]
+    assert float(logits[right].mean()) > 0.1 and float(logits[left].mean()) < -0.1
+    assert float(logits[56:, :8].abs().max()) < 0.02  # the still background
+    with torch.no_grad():
+        path.motion_match.weight[0, 0] = -4.0  # the question's own state now decides the direction
+    states = torch.zeros(2, 8)
+    states[1, 0] = 1.0  # "leftwards": 1 - 4 = -3 on both dx terms
+    with torch.no_grad():
+        asked = path(
+            path.inputs(frames), states, None, torch.zeros(2, dtype=torch.long), states
+        )  # [2, T, S, S]
+    assert float(asked[0, 2][right].mean()) > 0.1 and float(asked[1, 2][right].mean()) < -0.1
+    with pytest.raises(ValueError, match="question_states"):
+        path(path.inputs(frames), torch.zeros(1, 8))
+
+
+def test_motion_match_model_predicts_as_it_trains_and_needs_the_question_mask():
+    model = tiny_model("llava", "sam", seed=4, pixel_mask_motion_match=8).eval()
+    for name in ("video_adapter", "grounding_reader", "pixel_mask_path", "temporal_head"):
+        _randomise(getattr(model, name), seed=len(name))
+    clip, masks = moving_square_clip()
+    question = "Which object moves to the left?"
+    batch = model.processor([clip], [question], answers=[ANSWER_WITH_SPAN], masks=[masks], spans=[(1, 3)])
+    with torch.no_grad():
+        out = model(**batch)
+        pred = model.predict(clip, question, mode="template", gate=False)
+        other = model.predict(clip, "Which object moves to the right?", mode="template", gate=False)
+    # inference builds the same question mask and states: the same span scores as the training forward
+    np.testing.assert_allclose(pred.frame_scores, out.span_logits[0].sigmoid().numpy(), atol=1e-4)
+    assert not np.allclose(pred.frame_scores, other.frame_scores)  # the direction word reaches the masks
+    with pytest.raises(ValueError, match="question_mask"):
+        model(**{k: v for k, v in batch.items() if k != "question_mask"})

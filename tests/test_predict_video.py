@@ -6,6 +6,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from model_testing import tiny_model
 from video_testing import broken_videos, read_all_frames, write_shapes_video
 
 from mora.cli import main
@@ -102,6 +103,23 @@ def test_streaming_equals_in_memory_predict(checkpoints, video, tmp_path, engine
         np.testing.assert_array_equal(_masks(record), expected.masks)
         assert record["span"] == (list(expected.span) if expected.span else None)
         np.testing.assert_allclose(record["frame_scores"], expected.frame_scores, rtol=1e-6)
+
+
+def test_streaming_equals_in_memory_predict_with_the_motion_match(tmp_path):
+    """The question's states reach the streamed frames' pixel path (`ClipGrounding.question_state`)."""
+    model = tiny_model("llava", "sam", seed=2, pixel_mask_motion_match=8)
+    with torch.no_grad():
+        torch.nn.init.normal_(model.pixel_mask_path.motion_match.weight, std=2.0)
+    model.save_pretrained(tmp_path / "ckpt")
+    model = load_model(tmp_path / "ckpt")
+    short = write_shapes_video(tmp_path / "short.mp4", 14)
+    frames = read_all_frames(short)
+    options = PredictOptions(mode="template", gate=False, key_frames=14, chunk_size=4, overlay=False)
+    predict_video(model, short, QUESTION, tmp_path / "out", options)
+    expected = model.predict(frames, QUESTION, mode="template", gate=False)
+    np.testing.assert_array_equal(_masks(_record(tmp_path / "out")), expected.masks)
+    other = model.predict(frames, "Which object moves to the left?", mode="template", gate=False)
+    assert not np.array_equal(other.masks, expected.masks)
 
 
 def test_stage_timings_are_exclusive_and_add_up_to_at_most_the_total(sam2_model, video, tmp_path):

@@ -93,8 +93,11 @@ def decode_frames(
     pixel = None
     if inputs is not None:
         seg = torch.cat([g.seg_state for g in groundings])  # [B, D]
+        question = None
+        if groundings[0].question_state is not None:
+            question = torch.cat([g.question_state for g in groundings])  # [B, D]
         index = torch.zeros(len(groundings), dtype=torch.long)
-        pixel = model.pixel_mask_path(inputs, seg, ctx.grid[:, rows], index)  # [B, n, S, S]
+        pixel = model.pixel_mask_path(inputs, seg, ctx.grid[:, rows], index, question)  # [B, n, S, S]
     out = []
     for b, g in enumerate(groundings):
         logits = model.mask_engine.decode(feats, g.prompts[rows], dense)

@@ -118,7 +118,7 @@ def check_questions(model, questions: list[str], num_key_frames: int, mode: str)
             prompt = prompt_length(model, text, num_key_frames)
             if mode == "template":
                 answer = (
-                    len(model.processor.encode_sample(text, ANSWER_WITH_SPAN, num_key_frames)[0]) - prompt
+                    len(model.processor.encode_sample(text, ANSWER_WITH_SPAN, num_key_frames).ids) - prompt
                 )
             else:
                 answer = int(model.config.max_new_tokens)

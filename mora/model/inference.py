@@ -130,7 +130,7 @@ def prompted_clip(
 
 def prompt_length(model, question: str, num_frames: int) -> int:
     """Tokens of the prompt for ``question`` about a clip of ``num_frames`` frames (placeholders expanded)."""
-    return len(model.processor.encode_sample(question, None, num_frames)[0])
+    return len(model.processor.encode_sample(question, None, num_frames).ids)
 
 
 @torch.inference_mode()
@@ -156,8 +156,8 @@ def ground_clip(
     processor = model.processor
     T = clip.num_frames
     answer = ANSWER_WITH_SPAN if mode == "template" else None
-    ids, _ = processor.encode_sample(question, answer, T)
-    input_ids = torch.tensor([ids], device=model.device)
+    encoded = processor.encode_sample(question, answer, T)
+    input_ids = torch.tensor([encoded.ids], device=model.device)
     embeds, lm_kwargs = model.build_inputs_embeds(input_ids, clip.pixel_values, clip.features, clip.llm_idx)
     if mode == "template":
         mask = torch.ones_like(input_ids)
@@ -167,7 +167,9 @@ def ground_clip(
         sequence, hidden = greedy_generate(model, input_ids, embeds, len(clip.llm_idx), lm_kwargs)
         answer_start = input_ids.shape[1]
     text = processor.decode(sequence[0, answer_start:].tolist())
-    return _ground(model, sequence, hidden, clip, text)
+    question_mask = torch.zeros_like(sequence)  # [1, L + G]: generated tokens are not the question
+    question_mask[0, : len(encoded.question)] = torch.tensor(encoded.question, dtype=torch.long)
+    return _ground(model, sequence, hidden, clip, text, question_mask)
 
 
 def greedy_generate(
@@ -214,7 +216,9 @@ def greedy_generate(
     return sequence, hidden
 
 
-def _ground(model, sequence, hidden, clip: EncodedClip, text: str) -> ClipGrounding:
+def _ground(
+    model, sequence, hidden, clip: EncodedClip, text: str, question_mask: torch.Tensor
+) -> ClipGrounding:
     """``[SEG]``/``[LOC]`` states of ``sequence`` -> prompts, span scores (and every frame's logits when the
     mask-pooled span head needs them).
 
@@ -236,11 +240,19 @@ def _ground(model, sequence, hidden, clip: EncodedClip, text: str) -> ClipGround
     seg_state = hidden[:, seg_ids + cfg.seg_hidden_offset] if segmented else zero  # [1, D]
     loc_state = hidden[:, loc_ids + cfg.loc_hidden_offset] if located else zero
     seg_state, loc_state = model.read_video(seg_state, loc_state, features, None, hidden, sequence)
+    question_state = model.question_states(hidden, question_mask)  # [1, D] | None
     prompts = model.engine_prompts(seg_state, features, motion)[0]  # [T, P, C]
     pooled = isinstance(model.temporal_head, MaskPooledSpanHead)
     all_logits = (
         _decode_frames(
-            model, _pix(model, clip), prompts, features, list(range(T)), seg_state, clip.engine_cache
+            model,
+            _pix(model, clip),
+            prompts,
+            features,
+            list(range(T)),
+            seg_state,
+            clip.engine_cache,
+            question_state,
         )
         if pooled
         else None
@@ -251,7 +263,9 @@ def _ground(model, sequence, hidden, clip: EncodedClip, text: str) -> ClipGround
         probs = model.span_logits_from(loc_state, features, motion, span_masks).sigmoid()[0]  # [T]
         scores = probs.float().cpu().numpy()
         span = span_from_scores(scores, cfg.span_threshold)
-    return ClipGrounding(text, segmented, located, seg_state, prompts, scores, span, all_logits, clip)
+    return ClipGrounding(
+        text, segmented, located, seg_state, prompts, scores, span, all_logits, clip, question_state
+    )
 
 
 def _pix(model, clip: EncodedClip) -> torch.Tensor:
@@ -275,7 +289,14 @@ def clip_masks(
     empty = np.zeros((T, H, W), dtype=bool)
     pix = _pix(model, clip)
     decode = functools.partial(
-        _decode_frames, model, pix, g.prompts, clip.features, seg_state=g.seg_state, cache=clip.engine_cache
+        _decode_frames,
+        model,
+        pix,
+        g.prompts,
+        clip.features,
+        seg_state=g.seg_state,
+        cache=clip.engine_cache,
+        question_state=g.question_state,
     )
     all_logits = g.all_logits
     if all_logits is None and with_ungated and g.segmented:
@@ -335,17 +356,26 @@ def _to_masks(logits: torch.Tensor, geometry) -> np.ndarray:
 
 
 def _decode_frames(
-    model, pix, prompts, features, frames: list[int], seg_state=None, cache: dict | None = None
+    model,
+    pix,
+    prompts,
+    features,
+    frames: list[int],
+    seg_state=None,
+    cache: dict | None = None,
+    question_state=None,
 ) -> torch.Tensor:
     """``[T, S, S]`` logits of one clip ``pix [T, 3, S, S]``: ``frames`` decoded in chunks (bounded memory),
-    the others -1 (``seg_state [1, D]``: the ``[SEG]`` state, for the pixel mask path; ``cache``: see
-    `_window_prompts`)."""
+    the others -1 (``seg_state [1, D]``: the ``[SEG]`` state, and ``question_state [1, D]``, for the pixel
+    mask path; ``cache``: see `_window_prompts`)."""
     logits = torch.full((pix.shape[0], *pix.shape[-2:]), -1.0, device=model.device)  # [T, S, S]
     for start in range(0, len(frames), DECODE_CHUNK):
         chunk = frames[start : start + DECODE_CHUNK]
         feats, dense = _window_prompts(model, pix, chunk, features, cache)
         logits[chunk] = model.mask_engine.decode(feats, prompts[chunk], dense)
-        pixel = model.pixel_logits(pix[None], features, seg_state, frames=chunk)  # [1, n, S, S] | None
+        pixel = model.pixel_logits(
+            pix[None], features, seg_state, frames=chunk, question_states=question_state
+        )  # [1, n, S, S] | None
         if pixel is not None:
             logits[chunk] += pixel[0].to(logits.device)
     return logits

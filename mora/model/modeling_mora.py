@@ -143,7 +143,12 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         )
         self.pixel_mask_path = (
             PixelMaskPath(
-                hidden, grid_dim, config.pixel_mask_dim, config.pixel_mask_differences, config.pixel_mask_stem
+                hidden,
+                grid_dim,
+                config.pixel_mask_dim,
+                config.pixel_mask_differences,
+                config.pixel_mask_stem,
+                config.pixel_mask_motion_match,
             )
             if config.pixel_mask_dim
             else None
@@ -368,6 +373,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         features: VisualFeatures | None = None,
         video_index: torch.Tensor | None = None,
         seg_states: torch.Tensor | None = None,
+        question_states: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Decode every frame of every question with its prompts.
 
@@ -378,6 +384,8 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             video_index: ``[B]`` the video of each question (default: question b, video b).
             seg_states: ``[B, D]`` the ``[SEG]`` states the prompts came from (the `PixelMaskPath` query;
                 required when the path is on).
+            question_states: ``[B, D]`` `question_states` of each question (required when the path matches
+                the question against motion, ``config.pixel_mask_motion_match``).
 
         Returns:
             mask logits ``[B, T, S, S]`` float32.
@@ -393,7 +401,9 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         if not torch.equal(rows, torch.arange(V * T)):
             feats = feats.select(rows)
             dense = None if dense is None else dense[rows.to(dense.device)]
-        pixel = self.pixel_logits(mask_pixel_values, features, seg_states, index)
+        pixel = self.pixel_logits(
+            mask_pixel_values, features, seg_states, index, question_states=question_states
+        )
         logits = self.mask_engine.decode(feats, prompts.flatten(0, 1), dense)  # [B*T, S, S]
         logits = logits.view(B, T, *logits.shape[-2:])
         return logits if pixel is None else logits + pixel.to(logits.device)
@@ -405,6 +415,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         seg_states: torch.Tensor | None,
         video_index: torch.Tensor | None = None,
         frames: list[int] | None = None,
+        question_states: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """``[B, T', S, S]`` logits of the `PixelMaskPath` (None when it is off).
 
@@ -414,6 +425,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             seg_states: ``[B, D]`` the ``[SEG]`` state of each question (after the grounding reader).
             video_index: ``[B]`` the video of each question (default: question b, video b).
             frames: decode these T' frames of the clips only (default: all T), e.g. a window at inference.
+            question_states: ``[B, D]`` `question_states` (for the path's motion match, when it has one).
         """
         if self.pixel_mask_path is None:
             return None
@@ -426,7 +438,30 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         if frames is not None and grid is not None:
             grid = grid[:, frames]
         index = None if video_index is None else torch.as_tensor(video_index)
-        return self.pixel_mask_path(inputs, seg_states, grid, index)
+        return self.pixel_mask_path(inputs, seg_states, grid, index, question_states)
+
+    def question_states(
+        self, hidden: torch.Tensor, question_mask: torch.Tensor | None
+    ) -> torch.Tensor | None:
+        """``[B, D]`` the mean of the language model's states ``hidden [B, L, D]`` over the question's own tokens
+        (``question_mask [B, L]``, from `MoRAProcessor`), or None when no part of the model reads it.
+
+        The pixel mask path's motion match reads the question from these states rather than from ``[SEG]``:
+        in a model trained from scratch, the ``[SEG]`` states of four questions that differ in one direction
+        word stay within 1 % of each other for hundreds of steps, while this mean carries the word from the start.
+        """
+        path = self.pixel_mask_path
+        if path is None or path.motion_match is None:
+            return None
+        if question_mask is None:
+            raise ValueError(
+                "this model matches the question against motion: pass question_mask [B, L] "
+                "(MoRAProcessor gives it)"
+            )
+        weights = (
+            question_mask[:, : hidden.shape[1]].to(hidden.device, hidden.dtype).unsqueeze(-1)
+        )  # [B, L, 1]
+        return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
     def dense_prompts(
         self,
@@ -500,6 +535,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         video_index: torch.LongTensor | None = None,
         full_logits: bool | None = None,
         mm_token_type_ids: torch.IntTensor | None = None,
+        question_mask: torch.LongTensor | None = None,
         **unused: Any,
     ) -> MoRAOutput:
         """One pass over a batch from `MoRAProcessor` (shapes in docs/interfaces.md).
@@ -516,6 +552,8 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             mm_token_type_ids: ``[B, L]`` Qwen families: the modality of every token (2 = video) as the
                 processor gives it; checked against the ``<video>`` placeholders of ``input_ids`` (positions are
                 computed from those).
+            question_mask: ``[B, L]`` 1 on the tokens of the question's own words (`MoRAProcessor` gives it; read
+                when the pixel mask path matches the question against motion, `question_states`).
         """
         if unused:
             raise TypeError(f"unexpected forward arguments: {sorted(unused)}")
@@ -550,7 +588,12 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         if bool(has_seg.all()) or (pooled_span and bool(has_loc.any())):
             prompts = self.engine_prompts(seg_states, question_features, question_motion)  # [B, T, P, C]
             mask_logits = self.decode_masks(
-                mask_pixel_values.to(self.device), prompts, features, index, seg_states
+                mask_pixel_values.to(self.device),
+                prompts,
+                features,
+                index,
+                seg_states,
+                self.question_states(hidden, question_mask),
             )
         span_logits = None
         if bool(has_loc.any()):
@@ -618,7 +661,11 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         single_motion = None if motion is None else motion[:1]
         prompts = self.engine_prompts(seg, single, single_motion)  # [1, T, P, C]
         masks = self.decode_masks(
-            mask_pixel_values[:1].to(self.device), prompts, _select(features, [0]), seg_states=seg
+            mask_pixel_values[:1].to(self.device),
+            prompts,
+            _select(features, [0]),
+            seg_states=seg,
+            question_states=stand_in,
         )
         span = self.span_logits_from(loc, single, single_motion, masks)
         terms += [masks.sum(), span.sum()]

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mora.model.packing import slots_by_video
-from mora.model.video_adapter import neighbour_differences
+from mora.model.video_adapter import neighbour_differences, triple_flow
 
 
 class PixelMaskPath(nn.Module):
@@ -42,13 +42,19 @@ class PixelMaskPath(nn.Module):
     """
 
     def __init__(
-        self, query_dim: int, grid_dim: int, dim: int, differences: bool = False, stem: int = 0
+        self,
+        query_dim: int,
+        grid_dim: int,
+        dim: int,
+        differences: bool = False,
+        stem: int = 0,
+        motion_match: int = 0,
     ) -> None:
         super().__init__()
         self.dim = dim
         self.differences = differences
         channels = 9 if differences else 3
-        self.input_channels = 9 if (differences or stem) else 3
+        self.input_channels = 9 if (differences or stem or motion_match) else 3
         self.pixels = nn.Sequential(nn.Conv2d(channels, dim, 3, padding=1), nn.GELU(), nn.Conv2d(dim, dim, 1))
         self.stem = (
             nn.Sequential(
@@ -63,6 +69,10 @@ class PixelMaskPath(nn.Module):
         )
         self.grid = nn.Linear(grid_dim, dim) if grid_dim else None
         self.query = nn.Linear(query_dim, dim)
+        # the motion each question asks for, (dx, dy) to the previous and next frame, matched against the
+        # brightness-constancy motion of each cell of a motion_match x motion_match grid
+        self.motion_grid = motion_match
+        self.motion_match = nn.Linear(query_dim, 4) if motion_match else None
 
     def inputs(self, pixel_values: torch.Tensor, frames: list[int] | None = None) -> torch.Tensor:
         """``[V, T', c, S, S]`` inputs of the pixel MLP for ``frames`` (default: all T) of clips
@@ -95,6 +105,7 @@ class PixelMaskPath(nn.Module):
         seg_states: torch.Tensor,
         grid: torch.Tensor | None = None,
         video_index: torch.Tensor | None = None,
+        question_states: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mask logits of the path.
 
@@ -104,6 +115,8 @@ class PixelMaskPath(nn.Module):
             seg_states: ``[B, D]`` the ``[SEG]`` state of each question.
             grid: ``[V, T, h, w, d]`` the videos' (adapted) vision grid, when the path has a grid input.
             video_index: ``[B]`` the video of each question (default: question b, video b).
+            question_states: ``[B, D]`` the mean state of each question's words (the motion match's input;
+                required when it is on).
 
         Returns:
             ``[B, T, S, S]`` float32 logits.
@@ -130,6 +143,8 @@ class PixelMaskPath(nn.Module):
             cells = self.grid(grid.to(queries.dtype)).view(V, T * h * w, self.dim)
             coarse = torch.bmm(packed, cells.transpose(1, 2)).view(V * slots, T, h, w)[rows]  # [B, T, h, w]
             logits = logits + F.interpolate(coarse, size=(H, W), mode="bilinear", align_corners=False)
+        if self.motion_match is not None:
+            logits = logits + self._motion_logits(pixel_values, question_states, rows, slots, (H, W))
         if self.stem is not None:
             x = self.stem(pixel_values.flatten(0, 1).to(queries.dtype))  # [V*T, e, H/4, W/4]
             h, w = x.shape[-2:]
@@ -137,3 +152,33 @@ class PixelMaskPath(nn.Module):
             fine = torch.bmm(packed, x.transpose(1, 2)).view(V * slots, T, h, w)[rows]  # [B, T, H/4, W/4]
             logits = logits + F.interpolate(fine, size=(H, W), mode="bilinear", align_corners=False)
         return logits.float()
+
+    def _motion_logits(
+        self,
+        inputs: torch.Tensor,
+        question_states: torch.Tensor | None,
+        rows: torch.Tensor,
+        slots: int,
+        size: tuple[int, int],
+    ) -> torch.Tensor:
+        """``[B, T, S, S]``: the dot product of each question's asked-for motion with every cell's motion.
+
+        A question's words give a 4-vector (``motion_match``, linear in the mean of their states, so a
+        direction word moves it from the first step); each cell of each frame has the motion `triple_flow`
+        estimates from the frame and its neighbours (rebuilt from `inputs`' differences); their product is
+        upsampled to the frame. "Which object moves left" learns to light up cells moving left.
+        """
+        if question_states is None:
+            raise ValueError(
+                "this PixelMaskPath matches the question against motion; pass question_states [B, D]"
+            )
+        V, T = inputs.shape[:2]
+        frame = inputs[:, :, :3]
+        trio = torch.stack([frame - inputs[:, :, 3:6], frame, frame + inputs[:, :, 6:9]], dim=2)
+        g = self.motion_grid
+        motion = triple_flow(trio.flatten(0, 1), (g, g)) / 4  # [V*T, g, g, 4]
+        motion = motion.to(self.motion_match.weight.dtype).view(V, T * g * g, 4)
+        asked = self.motion_match(question_states.to(self.motion_match.weight.dtype))  # [B, 4]
+        packed = asked.new_zeros(V * slots, 4).index_copy(0, rows, asked).view(V, slots, 4)
+        matched = torch.bmm(packed, motion.transpose(1, 2)).view(V * slots, T, g, g)[rows]  # [B, T, g, g]
+        return F.interpolate(matched, size=size, mode="bilinear", align_corners=False)

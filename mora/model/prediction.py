@@ -77,6 +77,8 @@ class ClipGrounding:
         all_logits: ``[T, S, S]`` logits of every frame decoded before gating (the mask-pooled span head
             needs them; None otherwise).
         clip: the `EncodedClip` (features, mask-engine frames, geometry).
+        question_state: ``[1, D]`` the mean of the question's token states (`question_states`), when the
+            pixel mask path matches the question against motion (None otherwise).
     """
 
     text: str
@@ -88,3 +90,4 @@ class ClipGrounding:
     span: tuple[int, int] | None
     all_logits: torch.Tensor | None
     clip: EncodedClip
+    question_state: torch.Tensor | None = None

@@ -77,19 +77,35 @@ def normal_flow(pixel_values: torch.Tensor, grid: tuple[int, int], sigma: float 
     """
     V, T, c, H, W = pixel_values.shape
     x = _blur(pixel_values.float().flatten(0, 1), sigma).view(V, T, c, H, W)
-    a, b = x[:, :-1], x[:, 1:]  # the pairs (t, t+1)
+    between = _flow_between(x[:, :-1].flatten(0, 1), x[:, 1:].flatten(0, 1), grid)
+    between = between.view(V, T - 1, *grid, 2)  # pair (t, t+1)
+    zero = between.new_zeros(V, 1, *grid, 2)
+    return torch.cat([torch.cat([zero, between], 1), torch.cat([between, zero], 1)], dim=-1)
+
+
+def triple_flow(frames: torch.Tensor, grid: tuple[int, int], sigma: float = 2.0) -> torch.Tensor:
+    """`normal_flow` of frames given with their neighbours: ``frames [N, 3, c, H, W]`` (previous, this, next;
+    a neighbour equal to the frame where there is none) -> ``[N, h, w, 4]``, equal to `normal_flow` of the
+    clip at that frame."""
+    N, _, c, H, W = frames.shape
+    x = _blur(frames.float().flatten(0, 1), sigma).view(N, 3, c, H, W)
+    back = _flow_between(x[:, 0], x[:, 1], grid)
+    forward = _flow_between(x[:, 1], x[:, 2], grid)
+    return torch.cat([back, forward], dim=-1)
+
+
+def _flow_between(a: torch.Tensor, b: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """``[N, h, w, 2]`` (dx, dy) per cell from blurred frames ``a`` to ``b`` ``[N, c, H, W]`` (zero where a == b)."""
     mean = 0.5 * (a + b)
     gx = torch.zeros_like(mean)
     gy = torch.zeros_like(mean)
     gx[..., 1:-1] = 0.5 * (mean[..., 2:] - mean[..., :-2])
     gy[..., 1:-1, :] = 0.5 * (mean[..., 2:, :] - mean[..., :-2, :])
     it = b - a
-    terms = torch.stack([-(it * gx).sum(2), -(it * gy).sum(2), (gx * gx + gy * gy).sum(2)], dim=2)
-    pooled = F.adaptive_avg_pool2d(terms.flatten(0, 1), grid).view(V, T - 1, 3, *grid)
-    flow = (pooled[:, :, :2] / (pooled[:, :, 2:] + 1e-4)).clamp(-8, 8)  # [V, T-1, 2, h, w]
-    between = flow.permute(0, 1, 3, 4, 2)  # [V, T-1, h, w, 2]: pair (t, t+1)
-    zero = between.new_zeros(V, 1, *grid, 2)
-    return torch.cat([torch.cat([zero, between], 1), torch.cat([between, zero], 1)], dim=-1)
+    terms = torch.stack([-(it * gx).sum(1), -(it * gy).sum(1), (gx * gx + gy * gy).sum(1)], dim=1)
+    pooled = F.adaptive_avg_pool2d(terms, grid)  # [N, 3, h, w]
+    flow = (pooled[:, :2] / (pooled[:, 2:] + 1e-4)).clamp(-8, 8)  # [N, 2, h, w]
+    return flow.permute(0, 2, 3, 1)
 
 
 def grid_positions(h: int, w: int, dim: int, device: torch.device) -> torch.Tensor:

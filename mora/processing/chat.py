@@ -67,15 +67,39 @@ class PromptTemplate:
             ids += (self._ids(label) if label else []) + placeholders
         return ids
 
-    def prompt_ids(self, visual_ids: Sequence[int], text: str) -> list[int]:
+    def prompt_ids(
+        self, visual_ids: Sequence[int], question: str, instruction: str = ""
+    ) -> tuple[list[int], list[bool]]:
         """Ids up to and including the assistant turn marker, with ``visual_ids`` (`video_ids` followed by
-        the motion placeholders) in the user turn."""
+        the motion placeholders) in the user turn, whose text is ``question`` then ``instruction``.
+
+        Returns:
+            the ids and, for each id, whether it is a token of ``question`` (what the `GroundingReader` reads
+            when it reads the question's words only; from the fast tokenizer's character offsets).
+        """
         visual = list(visual_ids)
+        user = f"{question} {instruction}" if instruction else question
         if self.name == "vicuna_v1":
             bos = [self.tokenizer.bos_token_id] if self.tokenizer.bos_token_id is not None else []
-            return bos + self._ids(f"{VICUNA_SYSTEM} USER: ") + visual + self._ids(f"\n{text} ASSISTANT:")
-        head = self._ids(f"<|im_start|>system\n{CHATML_SYSTEM}<|im_end|>\n<|im_start|>user\n")
-        return head + visual + self._ids(f"\n{text}<|im_end|>\n<|im_start|>assistant\n")
+            head = bos + self._ids(f"{VICUNA_SYSTEM} USER: ")
+            tail, flags = self._marked_ids(f"\n{user} ASSISTANT:", 1, 1 + len(question))
+        else:
+            head = self._ids(f"<|im_start|>system\n{CHATML_SYSTEM}<|im_end|>\n<|im_start|>user\n")
+            tail, flags = self._marked_ids(
+                f"\n{user}<|im_end|>\n<|im_start|>assistant\n", 1, 1 + len(question)
+            )
+        return head + visual + tail, [False] * (len(head) + len(visual)) + flags
+
+    def _marked_ids(self, text: str, start: int, end: int) -> tuple[list[int], list[bool]]:
+        """Ids of ``text`` and whether each token overlaps the characters ``[start, end)``."""
+        if not self.tokenizer.is_fast:
+            raise ValueError(
+                f"MoRA's processor needs a fast tokenizer (character offsets of the question's tokens); "
+                f"got {type(self.tokenizer).__name__}"
+            )
+        encoded = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        flags = [a < end and b > start for a, b in encoded.offset_mapping]
+        return encoded.input_ids, flags
 
     def answer_ids(self, answer: str) -> list[int]:
         """Ids of the assistant answer followed by the end-of-turn token."""

@@ -5,7 +5,9 @@ ChatML), expands the ``<video>`` / ``<motion>`` placeholders to exactly the visu
 `VisualLayout` (Qwen3-VL: one timestamped group per temporal patch), tokenizes with ``[SEG]``/``[LOC]`` as
 special tokens, and prepares frames twice: for the backbone (its mean/std, square resize) and for the mask
 engine (its canvas, mean/std) with image_ops. Qwen batches also carry ``mm_token_type_ids`` (2 at the
-video placeholders, 0 elsewhere), as transformers' Qwen processors give them.
+video placeholders, 0 elsewhere), as transformers' Qwen processors give them. ``question_mask`` marks the
+tokens of the question's own words (1; the pixel mask path's motion match reads their mean state,
+``config.pixel_mask_motion_match``).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -34,6 +36,15 @@ from mora.processing.visual_layout import VisualLayout, mm_token_type_ids
 from mora.utils.io import write_json_atomic
 
 PROCESSOR_CONFIG_NAME = "mora_processor_config.json"
+
+
+class EncodedSample(NamedTuple):
+    """One sample's token ids ``[L]``, labels ``[L]`` (IGNORE_INDEX outside the answer) and question flags
+    ``[L]`` (True on the tokens of the question's own words)."""
+
+    ids: list[int]
+    labels: list[int]
+    question: list[bool]
 
 
 class MoRAProcessor:
@@ -166,18 +177,20 @@ class MoRAProcessor:
         )
 
     # ------------------------------------------------------------------ text
-    def encode_sample(
-        self, question: str, answer: str | None, num_frames: int
-    ) -> tuple[list[int], list[int]]:
-        """Token ids and labels of one sample (labels cover the answer only; empty answer = inference)."""
+    def encode_sample(self, question: str, answer: str | None, num_frames: int) -> EncodedSample:
+        """Token ids, labels (the answer only; no answer = inference) and question flags of one sample."""
         n_motion = self.layout.num_motion_tokens(num_frames)
         video = self.template.video_ids(self.layout.video_segments(num_frames), self.token_ids.video)
         visual = video + [self.token_ids.motion] * n_motion
-        prompt_ids = self.template.prompt_ids(visual, f"{question.strip()} {SPATIOTEMPORAL_INSTRUCTION}")
+        prompt_ids, flags = self.template.prompt_ids(visual, question.strip(), SPATIOTEMPORAL_INSTRUCTION)
         if answer is None:
-            return prompt_ids, [IGNORE_INDEX] * len(prompt_ids)
+            return EncodedSample(prompt_ids, [IGNORE_INDEX] * len(prompt_ids), flags)
         answer_ids = self.template.answer_ids(answer)
-        return prompt_ids + answer_ids, [IGNORE_INDEX] * len(prompt_ids) + answer_ids
+        return EncodedSample(
+            prompt_ids + answer_ids,
+            [IGNORE_INDEX] * len(prompt_ids) + answer_ids,
+            flags + [False] * len(answer_ids),
+        )
 
     def __call__(
         self,
@@ -240,16 +253,23 @@ class MoRAProcessor:
             data.update(_span_targets(spans, T))
         return BatchFeature(data=data)
 
-    def _pad(self, encoded: list[tuple[list[int], list[int]]]) -> dict[str, torch.Tensor]:
-        length = max(len(ids) for ids, _ in encoded)
+    def _pad(self, encoded: list[EncodedSample]) -> dict[str, torch.Tensor]:
+        length = max(len(e.ids) for e in encoded)
         input_ids = torch.full((len(encoded), length), self.token_ids.pad, dtype=torch.long)
         labels = torch.full((len(encoded), length), IGNORE_INDEX, dtype=torch.long)
         attention = torch.zeros((len(encoded), length), dtype=torch.long)
-        for row, (ids, labs) in enumerate(encoded):
-            input_ids[row, : len(ids)] = torch.tensor(ids)
-            labels[row, : len(labs)] = torch.tensor(labs)
-            attention[row, : len(ids)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+        question = torch.zeros((len(encoded), length), dtype=torch.long)
+        for row, e in enumerate(encoded):
+            input_ids[row, : len(e.ids)] = torch.tensor(e.ids)
+            labels[row, : len(e.labels)] = torch.tensor(e.labels)
+            attention[row, : len(e.ids)] = 1
+            question[row, : len(e.question)] = torch.tensor(e.question, dtype=torch.long)
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention,
+            "labels": labels,
+            "question_mask": question,
+        }
 
     def _check_answer_tokens(self, answers, token: str, needed: list[bool], what: str) -> None:
         if answers is None:

@@ -11,6 +11,9 @@ motion alone. Two things must hold for a model to answer them, and each probe ch
   direction questions; the object each in-span frame covers best, for the question's own direction word and
   for the other three. A model that reads the direction word segments the answer for its own word and
   other objects for the others; one that ignores it gives the same masks for all four.
+  Beside the masks: how far apart the ``[SEG]`` / ``[LOC]`` states of the four questions lie, as the language
+  model gives them and after the grounding reader (distance from their mean relative to its norm), which
+  shows where the direction word is lost.
 
     python train/benchmarks/direction_probe.py --model runs/tiny/export [--videos 120] [--questions 60]
 """
@@ -18,6 +21,7 @@ motion alone. Two things must hold for a model to answer them, and each probe ch
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections import Counter
@@ -125,6 +129,7 @@ def probe_features(model, root: Path, videos: list[str], seed: int, num_frames: 
 def probe_words(model, root: Path, meta: dict, max_questions: int) -> dict:
     counts = {True: Counter(), False: Counter()}
     overlaps, n = [], 0
+    spreads: dict[str, list[float]] = {name: [] for name in QUERY_STAGES}
     for video_id, entry in sorted(meta.items()):
         for q in entry["questions"].values():
             if q["q_type"] != "Descriptive" or n >= max_questions:
@@ -137,7 +142,10 @@ def probe_words(model, root: Path, meta: dict, max_questions: int) -> dict:
             last = (parse_mmss(q["action_end"]) - clip_start) * GROUNDMORE_FPS - 1
             inside = [k for k, i in enumerate(idx) if first <= i <= last]
             truth = next(d for d in ("left", "right", "up", "down") if d in q["question"].lower())
-            masks = {d: model.predict(frames, text, gate=False).masks for d, text in QUESTIONS.items()}
+            with _recording_queries(model) as recorded:
+                masks = {d: model.predict(frames, text, gate=False).masks for d, text in QUESTIONS.items()}
+            for name, states in recorded.items():
+                spreads[name].append(_spread(torch.cat(states)))
             answer = int(q["obj_id"])
             for d, pred in masks.items():
                 for k in inside:
@@ -154,8 +162,37 @@ def probe_words(model, root: Path, meta: dict, max_questions: int) -> dict:
         "own word": share[True],
         "other words": share[False],
         "IoU own vs opposite": float(np.mean(overlaps)),
+        "query spread": {name: float(np.mean(v)) for name, v in spreads.items()},
         "questions": n,
     }
+
+
+QUERY_STAGES = ("[SEG] from the LM", "[SEG] after the reader", "[LOC] from the LM", "[LOC] after the reader")
+
+
+@contextlib.contextmanager
+def _recording_queries(model):
+    """Record the ``[SEG]``/``[LOC]`` states going into and out of ``model.read_video`` while in the block."""
+    recorded: dict[str, list[torch.Tensor]] = {name: [] for name in QUERY_STAGES}
+    read_video = model.read_video
+
+    def recording(seg, loc, *args, **kwargs):
+        out = read_video(seg, loc, *args, **kwargs)
+        for name, state in zip(QUERY_STAGES, (seg, out[0], loc, out[1]), strict=True):
+            recorded[name].append(state.detach().float())
+        return out
+
+    model.read_video = recording
+    try:
+        yield recorded
+    finally:
+        del model.read_video
+
+
+def _spread(states: torch.Tensor) -> float:
+    """Mean distance of ``states [4, D]`` (one per direction word) from their mean, relative to its norm."""
+    centre = states.mean(0, keepdim=True)
+    return float((states - centre).norm(dim=-1).mean() / centre.norm().clamp_min(1e-8))
 
 
 def _best_object(pred: np.ndarray, labels: np.ndarray, answer: int, min_iou: float = 0.3) -> str:
@@ -192,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  own direction word:    {words['own word']}")
     print(f"  other direction words: {words['other words']}")
     print(f"  IoU of the masks for the own and the opposite word: {words['IoU own vs opposite']:.3f}")
+    print("  query states of the four questions, distance from their mean relative to its norm:")
+    print("    " + ", ".join(f"{k} {v:.4f}" for k, v in words["query spread"].items()))
     return 0
 
 
