@@ -120,6 +120,8 @@ class MoRAConfig(PretrainedConfig):
             tokens) or ``"mask_pooled"`` (`MaskPooledSpanHead`: each frame scored from the grid tokens under
             the predicted mask of the answer object and that mask's motion; masks are decoded on every frame
             before the span is known).
+        span_question: the mask-pooled span head's query also reads the mean state of the question's own words
+            (`question_states`): a Descriptive span is when the masked object moves the asked way.
         frame_prompts: experimental (no preset or recipe turns it on; tested in
             ``tests/test_model_forward.py``): add a per-frame prompt token (the ``[SEG]`` state's attention
             readout over the frame's visual + motion tokens) beside the ``[SEG]`` projection.
@@ -177,6 +179,7 @@ class MoRAConfig(PretrainedConfig):
     pixel_mask_stem: int = 0
     pixel_mask_motion_match: int = 0
     span_head: str = "tokens"
+    span_question: bool = False
     frame_prompts: bool = False
     seg_hidden_offset: int = 0
     loc_hidden_offset: int = 0
@@ -252,6 +255,8 @@ class MoRAConfig(PretrainedConfig):
             )
         if self.span_head not in SPAN_HEADS:
             raise ValueError(f"span_head must be one of {SPAN_HEADS}, got {self.span_head!r}")
+        if self.span_question and self.span_head != "mask_pooled":
+            raise ValueError(f"span_question needs span_head='mask_pooled', got {self.span_head!r}")
         if self.motion_grid < 1:
             raise ValueError(f"motion_grid must be >= 1, got {self.motion_grid}")
         if self.motion_dense_prompt_dim < 1:

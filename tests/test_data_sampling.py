@@ -209,6 +209,32 @@ def test_video_groups_share_one_draw_of_frames_and_collate_to_one_encoding(root)
     assert batch["gt_masks"].shape[:2] == (B, 8)
 
 
+def test_video_groups_decode_each_label_map_once_with_the_same_masks(root, monkeypatch):
+    from mora.data import masks as masks_module
+
+    reads = []
+    real = masks_module._read_label_png
+    monkeypatch.setattr(masks_module, "_read_label_png", lambda path: reads.append(path) or real(path))
+    spec = DatasetSpec(
+        format="groundmore", root=str(root), meta="train.json", video_groups=True, mask_outside_span=True
+    )
+    group = build_dataset(spec, num_frames=8, seed=0)[0]
+    assert len(group) > 1 and len(reads) == len(set(reads)) == 8  # one label map per sampled frame
+    for example in group:  # the same masks as reading every frame of that question alone
+        sample = next(s for s in group_samples(spec) if s.id == example.sample_id)
+        expected = np.stack(
+            [masks_module.read_label_png(sample.masks.files[i]) for i in example.frame_indices]
+        )
+        assert np.array_equal(example.masks, np.isin(expected, sample.obj_ids))
+    assert masks_module._SHARED_LABELS.get() is None  # the cache ended with the group
+
+
+def group_samples(spec):
+    return build_dataset(
+        DatasetSpec(**{**spec.__dict__, "video_groups": False}), num_frames=8, seed=0
+    ).samples
+
+
 def test_masks_outside_the_span_are_supervised_on_request(root):
     spec = dict(format="groundmore", root=str(root), meta="train.json")
     inside = build_dataset(DatasetSpec(**spec), num_frames=12, seed=0)

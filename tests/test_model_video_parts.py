@@ -324,8 +324,9 @@ def test_motion_match_lights_up_what_moves_the_asked_way():
         path(path.inputs(frames), torch.zeros(1, 8))
 
 
-def test_motion_match_model_predicts_as_it_trains_and_needs_the_question_mask():
-    model = tiny_model("llava", "sam", seed=4, pixel_mask_motion_match=8).eval()
+@pytest.mark.parametrize("option", [{"pixel_mask_motion_match": 8}, {"span_question": True}])
+def test_question_reading_model_predicts_as_it_trains_and_needs_the_question_mask(option):
+    model = tiny_model("llava", "sam", seed=4, **option).eval()
     for name in ("video_adapter", "grounding_reader", "pixel_mask_path", "temporal_head"):
         _randomise(getattr(model, name), seed=len(name))
     clip, masks = moving_square_clip()
@@ -337,6 +338,6 @@ def test_motion_match_model_predicts_as_it_trains_and_needs_the_question_mask():
         other = model.predict(clip, "Which object moves to the right?", mode="template", gate=False)
     # inference builds the same question mask and states: the same span scores as the training forward
     np.testing.assert_allclose(pred.frame_scores, out.span_logits[0].sigmoid().numpy(), atol=1e-4)
-    assert not np.allclose(pred.frame_scores, other.frame_scores)  # the direction word reaches the masks
+    assert not np.allclose(pred.frame_scores, other.frame_scores)  # the direction word reaches the span
     with pytest.raises(ValueError, match="question_mask"):
         model(**{k: v for k, v in batch.items() if k != "question_mask"})

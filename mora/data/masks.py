@@ -8,7 +8,9 @@ frame is asked for: COCO RLE through pycocotools, palette PNGs through PIL in 'P
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +48,35 @@ def rle_area(rle: RLE) -> int:
     return int(mask_utils.area(rle))
 
 
+_SHARED_LABELS: ContextVar[dict[Path, np.ndarray] | None] = ContextVar("shared_labels", default=None)
+
+
+@contextmanager
+def shared_label_reads() -> Iterator[None]:
+    """Within the block every label PNG is decoded once: the questions of one video read the same label
+    maps, one object id each (`make_video_group`). The cache ends with the block."""
+    token = _SHARED_LABELS.set({})
+    try:
+        yield
+    finally:
+        _SHARED_LABELS.reset(token)
+
+
 def read_label_png(path: Path) -> np.ndarray:
-    """``[H, W]`` integer labels of an indexed (palette) or grayscale PNG; value = object id."""
+    """``[H, W]`` integer labels of an indexed (palette) or grayscale PNG; value = object id.
+
+    Read-only when returned from a `shared_label_reads` block's cache."""
+    cache = _SHARED_LABELS.get()
+    if cache is None:
+        return _read_label_png(path)
+    if path not in cache:
+        labels = _read_label_png(path)
+        labels.flags.writeable = False
+        cache[path] = labels
+    return cache[path]
+
+
+def _read_label_png(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             if image.mode not in ("P", "L", "I", "I;16", "1"):

@@ -21,6 +21,7 @@ from PIL import Image
 from mora import visual_prompts
 from mora.constants import ANSWER_NO_SPAN, ANSWER_WITH_SPAN
 from mora.data.errors import DatasetFormatError
+from mora.data.masks import shared_label_reads
 from mora.data.schema import TrainingExample, VideoSample
 from mora.data.templates import question_for
 from mora.data.video import decode_video_frames, read_frame_files
@@ -260,4 +261,5 @@ def make_video_group(
         raise ValueError(f"a video group mixes videos: {sorted({str(s.video) for s in samples})}")
     indices = jittered_linspace(first.num_frames, config.num_frames, rng if config.jitter else None)
     frames, shape = _load(first, indices, config)
-    return [_example(s, indices, frames, shape, config, rng, samples) for s in samples]
+    with shared_label_reads():
+        return [_example(s, indices, frames, shape, config, rng, samples) for s in samples]

@@ -109,7 +109,12 @@ class MaskPooledSpanHead(nn.Module):
     (b) the mask's own motion: the shift of its centroid to the previous and next frame and its area.
     Both meet the ``[LOC]`` query in a two-layer MLP::
 
-        z_t = GELU(K [pool_t ; motion_t] + Q loc);   logit_t = w . GELU(W z_t) + b
+        z_t = GELU(K [pool_t ; motion_t] + Q loc [+ Q' question]);   logit_t = w . GELU(W z_t) + b
+
+    With ``question=True`` the query also reads the mean state of the question's own words
+    (`MoRAForVideoGrounding.question_states`): a Descriptive question's span is when the masked object
+    moves *the asked way*, and the direction word reaches that mean from the first step while the ``[LOC]``
+    state of a model trained from scratch barely depends on it (session 9).
 
     The mask probabilities are detached: the span loss does not pull masks towards frames it likes.
     """
@@ -117,12 +122,13 @@ class MaskPooledSpanHead(nn.Module):
     MOTION_FEATURES = 5  # centroid shift to t-1 (dy, dx), to t+1 (dy, dx), area
     SHIFT_FRAMES = 8  # shifts are reported per 1/8 of the clip
 
-    def __init__(self, hidden_size: int, dim: int) -> None:
+    def __init__(self, hidden_size: int, dim: int, question: bool = False) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(hidden_size)
         self.key = nn.Linear(hidden_size + self.MOTION_FEATURES, dim)
         self.query = nn.Linear(hidden_size, dim)
         self.mlp = nn.Sequential(nn.GELU(), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, 1))
+        self.question_query = nn.Linear(hidden_size, dim) if question else None
 
     @classmethod
     def mask_motion(cls, weights: torch.Tensor) -> torch.Tensor:
@@ -150,10 +156,15 @@ class MaskPooledSpanHead(nn.Module):
         return torch.cat([back, fwd, area], dim=-1)
 
     def forward(
-        self, loc_hidden: torch.Tensor, frame_tokens: torch.Tensor, mask_probs: torch.Tensor
+        self,
+        loc_hidden: torch.Tensor,
+        frame_tokens: torch.Tensor,
+        mask_probs: torch.Tensor,
+        question_states: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Args: loc_hidden ``[B, D]``; frame_tokens ``[B, T, n, D]`` (n = h * w grid cells);
-        mask_probs ``[B, T, S, S]`` predicted mask probabilities. Returns span logits ``[B, T]``."""
+        mask_probs ``[B, T, S, S]`` predicted mask probabilities; question_states ``[B, D]`` (required when
+        the head reads the question). Returns span logits ``[B, T]``."""
         B, T, n, D = frame_tokens.shape
         side = int(round(n**0.5))
         if side * side != n:
@@ -166,5 +177,10 @@ class MaskPooledSpanHead(nn.Module):
             1e-4
         )
         keys = self.key(torch.cat([self.norm(pooled), self.mask_motion(weights)], dim=-1))  # [B, T, dim]
-        z = keys + self.query(loc_hidden.to(dtype)).unsqueeze(1)
+        query = self.query(loc_hidden.to(dtype))  # [B, dim]
+        if self.question_query is not None:
+            if question_states is None:
+                raise ValueError("this span head reads the question; pass question_states [B, D]")
+            query = query + self.question_query(question_states.to(dtype))
+        z = keys + query.unsqueeze(1)
         return self.mlp(z).squeeze(-1)  # [B, T]

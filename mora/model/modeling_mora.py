@@ -96,7 +96,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         self.temporal_head = (
             TemporalHead(hidden, config.temporal_head_dim)
             if config.span_head == "tokens"
-            else MaskPooledSpanHead(hidden, config.temporal_head_dim)
+            else MaskPooledSpanHead(hidden, config.temporal_head_dim, config.span_question)
         )
         self.frame_prompt_reader = (
             FramePromptReader(hidden, config.temporal_head_dim, self.mask_engine.prompt_dim)
@@ -440,6 +440,16 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         index = None if video_index is None else torch.as_tensor(video_index)
         return self.pixel_mask_path(inputs, seg_states, grid, index, question_states)
 
+    @property
+    def reads_question(self) -> bool:
+        """Whether a head reads `question_states` (the motion match of the pixel mask path, or the span head's
+        question query)."""
+        path = self.pixel_mask_path
+        head = self.temporal_head
+        return (path is not None and path.motion_match is not None) or getattr(
+            head, "question_query", None
+        ) is not None
+
     def question_states(
         self, hidden: torch.Tensor, question_mask: torch.Tensor | None
     ) -> torch.Tensor | None:
@@ -450,13 +460,12 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         in a model trained from scratch, the ``[SEG]`` states of four questions that differ in one direction
         word stay within 1 % of each other for hundreds of steps, while this mean carries the word from the start.
         """
-        path = self.pixel_mask_path
-        if path is None or path.motion_match is None:
+        if not self.reads_question:
             return None
         if question_mask is None:
             raise ValueError(
-                "this model matches the question against motion: pass question_mask [B, L] "
-                "(MoRAProcessor gives it)"
+                "this model reads the question's own words (pixel_mask_motion_match / span_question): "
+                "pass question_mask [B, L] (MoRAProcessor gives it)"
             )
         weights = (
             question_mask[:, : hidden.shape[1]].to(hidden.device, hidden.dtype).unsqueeze(-1)
@@ -508,15 +517,17 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         features: VisualFeatures,
         motion: torch.Tensor | None,
         mask_logits: torch.Tensor | None = None,
+        question_states: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``[B, T]`` span logits from ``[LOC]`` states ``[B, D]`` (features and motion of the same B).
 
-        ``mask_logits [B, T, S, S]`` (the answer's predicted masks) are required by the mask-pooled head.
+        ``mask_logits [B, T, S, S]`` (the answer's predicted masks) are required by the mask-pooled head, and
+        ``question_states [B, D]`` when it reads the question (``config.span_question``).
         """
         if isinstance(self.temporal_head, MaskPooledSpanHead):
             if mask_logits is None:
                 raise ValueError("span_head='mask_pooled' needs the predicted mask logits of every frame")
-            return self.temporal_head(loc_states, features.tokens, mask_logits.sigmoid())
+            return self.temporal_head(loc_states, features.tokens, mask_logits.sigmoid(), question_states)
         frame_tokens = temporal_frame_tokens(features.tokens, motion)  # [B, T, n', D]
         return self.temporal_head(loc_states, frame_tokens)
 
@@ -584,6 +595,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         question_features = _select(features, index)
         question_motion = None if motion is None else motion[index.to(motion.device)]
         pooled_span = isinstance(self.temporal_head, MaskPooledSpanHead)
+        question_states = self.question_states(hidden, question_mask)  # [B, D] | None
         mask_logits = prompts = None
         if bool(has_seg.all()) or (pooled_span and bool(has_loc.any())):
             prompts = self.engine_prompts(seg_states, question_features, question_motion)  # [B, T, P, C]
@@ -593,11 +605,13 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
                 features,
                 index,
                 seg_states,
-                self.question_states(hidden, question_mask),
+                question_states,
             )
         span_logits = None
         if bool(has_loc.any()):
-            span = self.span_logits_from(loc_states, question_features, question_motion, mask_logits)
+            span = self.span_logits_from(
+                loc_states, question_features, question_motion, mask_logits, question_states
+            )
             span_logits = span * has_loc.unsqueeze(-1)
 
         out = MoRAOutput(
@@ -667,7 +681,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             seg_states=seg,
             question_states=stand_in,
         )
-        span = self.span_logits_from(loc, single, single_motion, masks)
+        span = self.span_logits_from(loc, single, single_motion, masks, stand_in)
         terms += [masks.sum(), span.sum()]
         if out.mask_logits is not None:
             terms.append(out.mask_logits.sum())

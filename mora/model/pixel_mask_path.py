@@ -85,18 +85,23 @@ class PixelMaskPath(nn.Module):
         return torch.cat([current, *neighbour_differences(pixel_values, frames)], dim=2)
 
     def pixel_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``[BT, S, S, e]`` per-pixel MLP of the inputs of BT frames ``pixel_values [BT, c, S, S]`` (channels last).
+        """``[BT, S, S, e]`` per-pixel MLP of the inputs of BT frames ``pixel_values [BT, c, S, S]`` (channels last)."""
+        second = self.pixels[2]
+        x = self._hidden_pixels(pixel_values)  # [BT, S, S, e]
+        return F.linear(x, second.weight.flatten(1), second.bias)
+
+    def _hidden_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``[BT, S, S, e]`` the pixel MLP's hidden layer (after the 3x3 convolution and GELU).
 
         The 3x3 convolution runs as a matrix product over unfolded 3x3 neighbourhoods (the frames need no
         gradient), which is faster on CPU than a convolution with 3 input channels; the weights are the
         convolutions' own.
         """
-        first, act, second = self.pixels
+        first, act, _ = self.pixels
         BT, _, H, W = pixel_values.shape
         dtype = first.weight.dtype
         patches = F.unfold(pixel_values.to(dtype), 3, padding=1).transpose(1, 2)  # [BT, S*S, 9c]
         x = act(F.linear(patches, first.weight.flatten(1), first.bias))  # [BT, S*S, e]
-        x = F.linear(x, second.weight.flatten(1), second.bias)
         return x.view(BT, H, W, self.dim)
 
     def forward(
@@ -136,8 +141,14 @@ class PixelMaskPath(nn.Module):
         rows, slots = slots_by_video(video_index, V)
         packed = queries.new_zeros(V * slots, self.dim).index_copy(0, rows, queries).view(V, slots, self.dim)
         mlp_in = pixel_values[:, :, : self.pixels[0].in_channels]
-        pixels = self.pixel_embeddings(mlp_in.flatten(0, 1)).view(V, T * H * W, self.dim)
-        logits = torch.bmm(packed, pixels.transpose(1, 2)).view(V * slots, T, H, W)[rows]  # [B, T, S, S]
+        # q . (W2 h + b2) = (W2^T q) . h + q . b2: the MLP's last (linear) layer moves onto the queries, so it
+        # runs once per question instead of once per pixel
+        second = self.pixels[2]
+        folded = packed @ second.weight.flatten(1)  # [V, slots, e]
+        offset = packed @ second.bias  # [V, slots]
+        hidden = self._hidden_pixels(mlp_in.flatten(0, 1)).view(V, T * H * W, self.dim)
+        per_pixel = torch.bmm(hidden, folded.transpose(1, 2)) + offset.unsqueeze(1)  # [V, T*S*S, slots]
+        logits = per_pixel.transpose(1, 2).reshape(V * slots, T, H, W)[rows]  # [B, T, S, S]
         if self.grid is not None:
             h, w = grid.shape[2:4]
             cells = self.grid(grid.to(queries.dtype)).view(V, T * h * w, self.dim)
