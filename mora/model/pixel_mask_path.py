@@ -143,12 +143,15 @@ class PixelMaskPath(nn.Module):
         mlp_in = pixel_values[:, :, : self.pixels[0].in_channels]
         # q . (W2 h + b2) = (W2^T q) . h + q . b2: the MLP's last (linear) layer moves onto the queries, so it
         # runs once per question instead of once per pixel
+        # (one matrix product for W2^T q and q . b2: a matrix-vector product with the bias alone rounds
+        # differently with the bias's memory alignment, e.g. after loading from safetensors)
         second = self.pixels[2]
-        folded = packed @ second.weight.flatten(1)  # [V, slots, e]
-        offset = packed @ second.bias  # [V, slots]
+        weights = torch.cat([second.weight.flatten(1), second.bias[:, None]], dim=1)  # [e, e + 1]
+        folded = packed @ weights  # [V, slots, e + 1]
         hidden = self._hidden_pixels(mlp_in.flatten(0, 1)).view(V, T * H * W, self.dim)
-        per_pixel = torch.bmm(hidden, folded.transpose(1, 2)) + offset.unsqueeze(1)  # [V, T*S*S, slots]
-        logits = per_pixel.transpose(1, 2).reshape(V * slots, T, H, W)[rows]  # [B, T, S, S]
+        per_pixel = torch.bmm(folded[..., :-1], hidden.transpose(1, 2))  # [V, slots, T*S*S]
+        per_pixel = per_pixel + folded[..., -1:]
+        logits = per_pixel.view(V * slots, T, H, W)[rows]  # [B, T, S, S]
         if self.grid is not None:
             h, w = grid.shape[2:4]
             cells = self.grid(grid.to(queries.dtype)).view(V, T * h * w, self.dim)
