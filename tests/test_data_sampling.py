@@ -1,5 +1,7 @@
 """Frame sampling, TrainingExample construction, mixtures and the collator feeding the tiny model."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -220,19 +222,15 @@ def test_video_groups_decode_each_label_map_once_with_the_same_masks(root, monke
     )
     group = build_dataset(spec, num_frames=8, seed=0)[0]
     assert len(group) > 1 and len(reads) == len(set(reads)) == 8  # one label map per sampled frame
+    single = build_dataset(dataclasses.replace(spec, video_groups=False), num_frames=8, seed=0)
+    samples = {s.id: s for s in single.samples}
     for example in group:  # the same masks as reading every frame of that question alone
-        sample = next(s for s in group_samples(spec) if s.id == example.sample_id)
+        sample = samples[example.sample_id]
         expected = np.stack(
             [masks_module.read_label_png(sample.masks.files[i]) for i in example.frame_indices]
         )
         assert np.array_equal(example.masks, np.isin(expected, sample.obj_ids))
     assert masks_module._SHARED_LABELS.get() is None  # the cache ended with the group
-
-
-def group_samples(spec):
-    return build_dataset(
-        DatasetSpec(**{**spec.__dict__, "video_groups": False}), num_frames=8, seed=0
-    ).samples
 
 
 def test_masks_outside_the_span_are_supervised_on_request(root):

@@ -84,14 +84,9 @@ class PixelMaskPath(nn.Module):
             return current
         return torch.cat([current, *neighbour_differences(pixel_values, frames)], dim=2)
 
-    def pixel_embeddings(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``[BT, S, S, e]`` per-pixel MLP of the inputs of BT frames ``pixel_values [BT, c, S, S]`` (channels last)."""
-        second = self.pixels[2]
-        x = self._hidden_pixels(pixel_values)  # [BT, S, S, e]
-        return F.linear(x, second.weight.flatten(1), second.bias)
-
     def _hidden_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """``[BT, S, S, e]`` the pixel MLP's hidden layer (after the 3x3 convolution and GELU).
+        """``[BT, S, S, e]`` the pixel MLP's hidden layer (after the 3x3 convolution and GELU) for BT frames
+        ``pixel_values [BT, c, S, S]``, channels last; `forward` applies the last 1x1 layer on the queries.
 
         The 3x3 convolution runs as a matrix product over unfolded 3x3 neighbourhoods (the frames need no
         gradient), which is faster on CPU than a convolution with 3 input channels; the weights are the
@@ -142,9 +137,9 @@ class PixelMaskPath(nn.Module):
         packed = queries.new_zeros(V * slots, self.dim).index_copy(0, rows, queries).view(V, slots, self.dim)
         mlp_in = pixel_values[:, :, : self.pixels[0].in_channels]
         # q . (W2 h + b2) = (W2^T q) . h + q . b2: the MLP's last (linear) layer moves onto the queries, so it
-        # runs once per question instead of once per pixel
-        # (one matrix product for W2^T q and q . b2: a matrix-vector product with the bias alone rounds
-        # differently with the bias's memory alignment, e.g. after loading from safetensors)
+        # runs once per question instead of once per pixel; W2^T q and q . b2 in one matrix product (a
+        # matrix-vector product with the bias alone rounds differently with its memory alignment, e.g. after
+        # loading from safetensors, and saved models must give the same outputs)
         second = self.pixels[2]
         weights = torch.cat([second.weight.flatten(1), second.bias[:, None]], dim=1)  # [e, e + 1]
         folded = packed @ weights  # [V, slots, e + 1]
