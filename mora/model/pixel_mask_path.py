@@ -88,16 +88,14 @@ class PixelMaskPath(nn.Module):
         """``[BT, S, S, e]`` the pixel MLP's hidden layer (after the 3x3 convolution and GELU) for BT frames
         ``pixel_values [BT, c, S, S]``, channels last; `forward` applies the last 1x1 layer on the queries.
 
-        The 3x3 convolution runs as a matrix product over unfolded 3x3 neighbourhoods (the frames need no
-        gradient), which is faster on CPU than a convolution with 3 input channels; the weights are the
-        convolutions' own.
+        The convolution runs on channels-last memory, so its output already has the ``[BT, S, S, e]`` layout
+        the queries read: on CPU its forward and backward take about 2/3 of the time of the same convolution
+        in NCHW or of a matrix product over unfolded 3x3 neighbourhoods, with no transposed copy of the
+        ``e x S x S`` activations of every frame.
         """
         first, act, _ = self.pixels
-        BT, _, H, W = pixel_values.shape
-        dtype = first.weight.dtype
-        patches = F.unfold(pixel_values.to(dtype), 3, padding=1).transpose(1, 2)  # [BT, S*S, 9c]
-        x = act(F.linear(patches, first.weight.flatten(1), first.bias))  # [BT, S*S, e]
-        return x.view(BT, H, W, self.dim)
+        x = pixel_values.to(first.weight.dtype).contiguous(memory_format=torch.channels_last)
+        return act(first(x)).permute(0, 2, 3, 1)  # [BT, S, S, e], a view of the channels-last memory
 
     def forward(
         self,
@@ -143,10 +141,11 @@ class PixelMaskPath(nn.Module):
         second = self.pixels[2]
         weights = torch.cat([second.weight.flatten(1), second.bias[:, None]], dim=1)  # [e, e + 1]
         folded = packed @ weights  # [V, slots, e + 1]
-        hidden = self._hidden_pixels(mlp_in.flatten(0, 1)).view(V, T * H * W, self.dim)
-        per_pixel = torch.bmm(folded[..., :-1], hidden.transpose(1, 2))  # [V, slots, T*S*S]
+        hidden = self._hidden_pixels(mlp_in.flatten(0, 1)).reshape(V, T * H * W, self.dim)
+        # pixels x queries, then the small result transposed: the e x (T*S*S) activations are never copied
+        per_pixel = torch.bmm(hidden, folded[..., :-1].transpose(1, 2)).transpose(1, 2)  # [V, slots, T*S*S]
         per_pixel = per_pixel + folded[..., -1:]
-        logits = per_pixel.view(V * slots, T, H, W)[rows]  # [B, T, S, S]
+        logits = per_pixel.reshape(V * slots, T, H, W)[rows]  # [B, T, S, S]
         if self.grid is not None:
             h, w = grid.shape[2:4]
             cells = self.grid(grid.to(queries.dtype)).view(V, T * h * w, self.dim)
