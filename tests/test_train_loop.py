@@ -18,6 +18,7 @@ from tests.train_toy import ToyDataset, ToyRegressor, toy_collate
 
 REPO = Path(__file__).resolve().parents[1]
 ZERO2 = {"zero_optimization": {"stage": 2, "contiguous_gradients": True, "reduce_scatter": True}}
+ZERO0 = {"zero_optimization": {"stage": 0}}  # train/ds/zero0.json: one process, nothing partitioned
 
 
 @pytest.fixture(scope="module")
@@ -57,10 +58,10 @@ def _run_config(out: Path, *extra: str):
     )
 
 
-def _train(run, dist_info, resume_from=None, model=None):
+def _train(run, dist_info, resume_from=None, model=None, zero=ZERO2):
     torch.manual_seed(0)
     model = model or ToyRegressor()
-    ds = resolve_deepspeed_config(ZERO2, run)
+    ds = resolve_deepspeed_config(zero, run)
     components = TrainingComponents(model=model, dataset=ToyDataset(), collate_fn=toy_collate)
     result = train(
         run,
@@ -73,17 +74,18 @@ def _train(run, dist_info, resume_from=None, model=None):
     return result, model
 
 
-def test_resume_matches_uninterrupted_run(tmp_path, dist_info):
-    full, full_model = _train(_run_config(tmp_path / "full"), dist_info)
+@pytest.mark.parametrize("zero", [ZERO2, ZERO0], ids=["zero2", "zero0"])
+def test_resume_matches_uninterrupted_run(tmp_path, dist_info, zero):
+    full, full_model = _train(_run_config(tmp_path / "full"), dist_info, zero=zero)
     assert full.state.step == 8 and full.state.samples_consumed == 8 * 2 * 2
     assert [p.name for p in complete_checkpoints(tmp_path / "full")] == ["step_00000006", "step_00000008"]
 
     # the same run stopped after 3 steps, then resumed in a fresh engine with the full length
-    _train(_run_config(tmp_path / "part", "train.max_steps=3"), dist_info)
+    _train(_run_config(tmp_path / "part", "train.max_steps=3"), dist_info, zero=zero)
     resume = latest_checkpoint(tmp_path / "part")
     assert resume is not None and resume.name == "step_00000003"
     torch.manual_seed(1234)  # the resumed run must not depend on the process's RNG state
-    resumed, resumed_model = _train(_run_config(tmp_path / "part"), dist_info, resume_from=resume)
+    resumed, resumed_model = _train(_run_config(tmp_path / "part"), dist_info, resume_from=resume, zero=zero)
     assert resumed.state.step == 8 and resumed.state.samples_consumed == full.state.samples_consumed
     for (name, a), (_, b) in zip(full_model.named_parameters(), resumed_model.named_parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
@@ -142,8 +144,9 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(tmp_path, dist_info
     assert [p.name for p in complete_checkpoints(tmp_path / "run")] == ["step_00000003", "step_00000006"]
 
 
-def test_checkpoints_load_with_weights_only(tmp_path, dist_info):
-    _train(_run_config(tmp_path / "run", "train.max_steps=3"), dist_info)
+@pytest.mark.parametrize("zero", [ZERO2, ZERO0], ids=["zero2", "zero0"])
+def test_checkpoints_load_with_weights_only(tmp_path, dist_info, zero):
+    _train(_run_config(tmp_path / "run", "train.max_steps=3"), dist_info, zero=zero)
     ckpt = latest_checkpoint(tmp_path / "run")
     with torch.serialization.safe_globals(checkpointing._deepspeed_safe_globals()):
         for f in ckpt.rglob("*.pt"):
