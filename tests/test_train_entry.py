@@ -148,7 +148,13 @@ def test_resume_after_kill_matches_uninterrupted_run(synthetic, tmp_path):
 def test_two_processes_through_the_deepspeed_launcher(synthetic, tmp_path):
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", "2", "--master_port", "29533"]
-    train = _train_cmd(synthetic, out, "train.max_steps=2", "checkpoint.every_steps=0")[1:]
+    train = _train_cmd(
+        synthetic,
+        out,
+        "train.max_steps=2",
+        "checkpoint.every_steps=0",
+        "train.deepspeed=train/ds/zero2_cpu.json",
+    )[1:]
     _run([*cmd, *train])
     final = _final(out)
     assert final["world_size"] == 2 and final["samples_consumed"] == 2 * 2 * 2
