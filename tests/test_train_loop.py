@@ -3,6 +3,7 @@ exact resume (model, optimizer, scheduler, RNG, data position), atomic checkpoin
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from tests.train_toy import ToyDataset, ToyRegressor, toy_collate
 
 REPO = Path(__file__).resolve().parents[1]
 ZERO2 = {"zero_optimization": {"stage": 2, "contiguous_gradients": True, "reduce_scatter": True}}
-ZERO0 = {"zero_optimization": {"stage": 0}}  # train/ds/zero0.json: one process, nothing partitioned
+ZERO0 = json.loads((REPO / "train/ds/zero0.json").read_text())  # the tiny default: one process
 
 
 @pytest.fixture(scope="module")
