@@ -13,7 +13,7 @@ from mora.model.grounding_reader import GroundingReader
 from mora.model.heads import MaskPooledSpanHead
 from mora.model.packing import slots_by_video
 from mora.model.pixel_mask_path import PixelMaskPath
-from mora.model.video_adapter import VideoAdapter, neighbour_differences, normal_flow, triple_flow
+from mora.model.video_adapter import VideoAdapter, _blur, neighbour_differences, normal_flow, triple_flow
 from mora.model.video_dense_prompt import VideoDensePrompt
 
 
@@ -275,6 +275,19 @@ def test_pixel_mask_path_stem_reads_fine_features_and_keeps_windows_exact():
     window = [1, 3]
     part = path(path.inputs(pix, window), seg, grid[:, window], index)
     torch.testing.assert_close(part, logits[:, window], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("sigma", [0.4, 2.0])
+def test_blur_equals_depthwise_gaussian_convolution_with_replicate_padding(sigma):
+    x = torch.randn(2, 3, 12, 9)
+    radius = max(1, int(round(2 * sigma)))
+    taps = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    ref = torch.nn.functional.pad(x, (radius,) * 4, mode="replicate")
+    ref = torch.nn.functional.conv2d(ref, kernel.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3)
+    ref = torch.nn.functional.conv2d(ref, kernel.view(1, 1, -1, 1).expand(3, 1, -1, 1), groups=3)
+    torch.testing.assert_close(_blur(x, sigma), ref)
 
 
 def test_triple_flow_of_a_frame_and_its_neighbours_equals_normal_flow_of_the_clip():

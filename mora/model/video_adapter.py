@@ -47,16 +47,26 @@ def neighbour_differences(
     return current - x[:, (at - 1).clamp(min=0)], x[:, (at + 1).clamp(max=T - 1)] - current
 
 
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of ``x [N, c, H, W]`` (replicate padding)."""
+def _blur_matrix(n: int, sigma: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``[n, n]`` matrix of a 1-D Gaussian blur with replicate padding: ``M @ v`` blurs ``v [n]``."""
     radius = max(1, int(round(2 * sigma)))
-    taps = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    taps = torch.arange(-radius, radius + 1, device=device, dtype=torch.float64)
     kernel = torch.exp(-0.5 * (taps / sigma) ** 2)
     kernel = kernel / kernel.sum()
-    c = x.shape[1]
-    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
-    x = F.conv2d(x, kernel.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(x, kernel.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    rows = torch.arange(n, device=device)[:, None].expand(n, taps.numel())
+    cols = (rows + taps.long()[None, :]).clamp(0, n - 1)  # replicate padding: taps past an edge read the edge
+    matrix = torch.zeros(n, n, device=device, dtype=torch.float64)
+    matrix.index_put_((rows, cols), kernel.expand(n, -1), accumulate=True)
+    return matrix.to(dtype)
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``x [N, c, H, W]`` (replicate padding), as two small matrix products (on
+    CPU about 3x faster than the same blur as depthwise convolutions; the test checks they are equal)."""
+    H, W = x.shape[-2:]
+    rows = _blur_matrix(H, sigma, x.device, x.dtype)
+    cols = _blur_matrix(W, sigma, x.device, x.dtype)
+    return rows @ x @ cols.T
 
 
 def normal_flow(pixel_values: torch.Tensor, grid: tuple[int, int], sigma: float = 2.0) -> torch.Tensor:
