@@ -116,6 +116,10 @@ class MoRAConfig(PretrainedConfig):
             4-vector linear in the mean state of the question's own words (`question_states`, from the
             processor's ``question_mask``), dotted with each cell's (dx, dy) to the previous and next frame and
             upsampled; 0 = off. A direction word reaches the masks through it from the first step (session 9).
+        pixel_mask_grid_flow: the `PixelMaskPath`'s grid term also reads each grid cell's motion (dx, dy) to the
+            previous and next frame (`triple_flow` of the path's frames and their differences), so the ``[SEG]``
+            query can select the object that moves the asked way in the same dot product that selects by
+            appearance; needs ``pixel_mask_differences`` or another option that gives the path 9 channels.
         span_head: ``"tokens"`` (`TemporalHead`: the ``[LOC]`` query against each frame's visual and motion
             tokens) or ``"mask_pooled"`` (`MaskPooledSpanHead`: each frame scored from the grid tokens under
             the predicted mask of the answer object and that mask's motion; masks are decoded on every frame
@@ -178,6 +182,7 @@ class MoRAConfig(PretrainedConfig):
     pixel_mask_differences: bool = False
     pixel_mask_stem: int = 0
     pixel_mask_motion_match: int = 0
+    pixel_mask_grid_flow: bool = False
     span_head: str = "tokens"
     span_question: bool = False
     frame_prompts: bool = False
@@ -255,6 +260,8 @@ class MoRAConfig(PretrainedConfig):
             )
         if self.span_head not in SPAN_HEADS:
             raise ValueError(f"span_head must be one of {SPAN_HEADS}, got {self.span_head!r}")
+        if self.pixel_mask_grid_flow and not self.pixel_mask_dim:
+            raise ValueError("pixel_mask_grid_flow needs the pixel mask path (pixel_mask_dim > 0)")
         if self.span_question and self.span_head != "mask_pooled":
             raise ValueError(f"span_question needs span_head='mask_pooled', got {self.span_head!r}")
         if self.motion_grid < 1:

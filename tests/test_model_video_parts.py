@@ -337,6 +337,31 @@ def test_motion_match_lights_up_what_moves_the_asked_way():
         path(path.inputs(frames), torch.zeros(1, 8))
 
 
+def test_grid_flow_lets_the_query_select_what_moves_its_way_and_keeps_windows_exact():
+    path = PixelMaskPath(query_dim=8, grid_dim=5, dim=4, grid_flow=True)
+    assert path.input_channels == 9 and path.pixels[0].in_channels == 3  # the MLP still reads the frame only
+    with torch.no_grad():
+        for p in path.parameters():
+            p.zero_()
+        path.grid_flow.weight[0, 0] = path.grid_flow.weight[0, 2] = 1.0  # embedding 0: dx back + forward
+        path.query.weight[0, 0] = 1.0  # state 0 asks for rightwards, its negative for leftwards
+    frames, right, left = _two_squares()
+    states = torch.zeros(2, 8)
+    states[0, 0], states[1, 0] = 1.0, -1.0
+    grid = torch.zeros(1, frames.shape[1], 8, 8, 5)
+    with torch.no_grad():
+        logits = path(path.inputs(frames), states, grid, torch.zeros(2, dtype=torch.long))  # [2, T, S, S]
+    assert float(logits[0, 2][right].mean()) > 0.1 and float(logits[0, 2][left].mean()) < -0.1
+    assert float(logits[1, 2][left].mean()) > 0.1 and float(logits[1, 2][right].mean()) < -0.1
+    assert float(logits[:, 2, 56:, :8].abs().max()) < 0.02  # the still background
+    _randomise(path)
+    # a window of frames sees its neighbours outside the window, so its logits equal the whole clip's
+    with torch.no_grad():
+        whole = path(path.inputs(frames), states, grid, torch.zeros(2, dtype=torch.long))
+        part = path(path.inputs(frames, [2, 3]), states, grid[:, [2, 3]], torch.zeros(2, dtype=torch.long))
+    torch.testing.assert_close(part, whole[:, [2, 3]])
+
+
 @pytest.mark.parametrize("option", [{"pixel_mask_motion_match": 8}, {"span_question": True}])
 def test_question_reading_model_predicts_as_it_trains_and_needs_the_question_mask(option):
     model = tiny_model("llava", "sam", seed=4, **option).eval()

@@ -149,6 +149,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
                 config.pixel_mask_differences,
                 config.pixel_mask_stem,
                 config.pixel_mask_motion_match,
+                config.pixel_mask_grid_flow,
             )
             if config.pixel_mask_dim
             else None

@@ -30,6 +30,15 @@ from mora.model.packing import slots_by_video
 from mora.model.video_adapter import neighbour_differences, triple_flow
 
 
+def cell_motion(inputs: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """``[V, T, h, w, 4]`` each cell's (dx, dy) from the previous frame and to the next one (`triple_flow`,
+    in units of 4 pixels) of path inputs ``[V, T, 9, S, S]`` (frames and their differences, `PixelMaskPath.inputs`)."""
+    V, T = inputs.shape[:2]
+    frame = inputs[:, :, :3]
+    trio = torch.stack([frame - inputs[:, :, 3:6], frame, frame + inputs[:, :, 6:9]], dim=2)
+    return (triple_flow(trio.flatten(0, 1), grid) / 4).view(V, T, *grid, 4)
+
+
 class PixelMaskPath(nn.Module):
     """Per-pixel embeddings of frames and their dot product with ``[SEG]`` queries.
 
@@ -39,6 +48,7 @@ class PixelMaskPath(nn.Module):
         dim: e, width of the pixel embeddings.
         differences: the pixel MLP also reads each frame's differences to the previous and next frame
             (9 input channels instead of 3; `inputs`).
+        grid_flow: the grid term also reads each cell's motion (`cell_motion`), embedded beside its features.
     """
 
     def __init__(
@@ -49,12 +59,13 @@ class PixelMaskPath(nn.Module):
         differences: bool = False,
         stem: int = 0,
         motion_match: int = 0,
+        grid_flow: bool = False,
     ) -> None:
         super().__init__()
         self.dim = dim
         self.differences = differences
         channels = 9 if differences else 3
-        self.input_channels = 9 if (differences or stem or motion_match) else 3
+        self.input_channels = 9 if (differences or stem or motion_match or grid_flow) else 3
         self.pixels = nn.Sequential(nn.Conv2d(channels, dim, 3, padding=1), nn.GELU(), nn.Conv2d(dim, dim, 1))
         self.stem = (
             nn.Sequential(
@@ -68,6 +79,8 @@ class PixelMaskPath(nn.Module):
             else None
         )
         self.grid = nn.Linear(grid_dim, dim) if grid_dim else None
+        # each grid cell's motion (dx, dy) to the previous and next frame, embedded beside its features
+        self.grid_flow = nn.Linear(4, dim) if grid_flow else None
         self.query = nn.Linear(query_dim, dim)
         # the motion each question asks for, (dx, dy) to the previous and next frame, matched against the
         # brightness-constancy motion of each cell of a motion_match x motion_match grid
@@ -148,7 +161,10 @@ class PixelMaskPath(nn.Module):
         logits = per_pixel.reshape(V * slots, T, H, W)[rows]  # [B, T, S, S]
         if self.grid is not None:
             h, w = grid.shape[2:4]
-            cells = self.grid(grid.to(queries.dtype)).view(V, T * h * w, self.dim)
+            cells = self.grid(grid.to(queries.dtype))  # [V, T, h, w, e]
+            if self.grid_flow is not None:
+                cells = cells + self.grid_flow(cell_motion(pixel_values, (h, w)).to(queries.dtype))
+            cells = cells.reshape(V, T * h * w, self.dim)
             coarse = torch.bmm(packed, cells.transpose(1, 2)).view(V * slots, T, h, w)[rows]  # [B, T, h, w]
             logits = logits + F.interpolate(coarse, size=(H, W), mode="bilinear", align_corners=False)
         if self.motion_match is not None:
@@ -181,11 +197,8 @@ class PixelMaskPath(nn.Module):
                 "this PixelMaskPath matches the question against motion; pass question_states [B, D]"
             )
         V, T = inputs.shape[:2]
-        frame = inputs[:, :, :3]
-        trio = torch.stack([frame - inputs[:, :, 3:6], frame, frame + inputs[:, :, 6:9]], dim=2)
         g = self.motion_grid
-        motion = triple_flow(trio.flatten(0, 1), (g, g)) / 4  # [V*T, g, g, 4]
-        motion = motion.to(self.motion_match.weight.dtype).view(V, T * g * g, 4)
+        motion = cell_motion(inputs, (g, g)).to(self.motion_match.weight.dtype).view(V, T * g * g, 4)
         asked = self.motion_match(question_states.to(self.motion_match.weight.dtype))  # [B, 4]
         packed = asked.new_zeros(V * slots, 4).index_copy(0, rows, asked).view(V, slots, 4)
         matched = torch.bmm(packed, motion.transpose(1, 2)).view(V * slots, T, g, g)[rows]  # [B, T, g, g]
