@@ -138,6 +138,9 @@ class MoRAConfig(PretrainedConfig):
         backbone_image_mean, backbone_image_std: normalisation of backbone frames, 0..1 units.
         chat_template: ``"vicuna_v1"`` (USER: ... ASSISTANT: ...) or ``"chatml"`` (Qwen).
         ce_loss_weight, mask_bce_loss_weight, mask_dice_loss_weight, temporal_loss_weight: loss weights.
+        mask_outside_span_weight: weight of a mask target on a frame outside the question's motion span
+            against 1 inside (where masks are supervised there, `DatasetSpec.mask_outside_span`): GroundMoRe
+            scores in-span frames only, the others teach the model to follow the answer when it stands still.
         propagation: ``"memory"`` (SAM2 key-frame decode + memory propagation) or ``"per_frame"``.
         span_threshold: in-span probability above which a frame counts as inside the motion span.
         max_new_tokens: generation budget of ``predict(mode="generate")``.
@@ -198,6 +201,7 @@ class MoRAConfig(PretrainedConfig):
     mask_bce_loss_weight: float = 2.0
     mask_dice_loss_weight: float = 0.5
     temporal_loss_weight: float = 1.0
+    mask_outside_span_weight: float = 1.0
     propagation: str = "memory"
     span_threshold: float = 0.5
     max_new_tokens: int = 32
@@ -288,6 +292,7 @@ class MoRAConfig(PretrainedConfig):
             "mask_bce_loss_weight",
             "mask_dice_loss_weight",
             "temporal_loss_weight",
+            "mask_outside_span_weight",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

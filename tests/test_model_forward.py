@@ -255,3 +255,36 @@ def test_loc_hidden_offset_reads_the_state_before_loc():
     assert not torch.allclose(outputs[0].span_logits[0], outputs[-1].span_logits[0])
     assert torch.equal(outputs[0].span_logits[1], outputs[-1].span_logits[1])  # no [LOC]: zeros either way
     assert torch.equal(outputs[0].mask_logits, outputs[-1].mask_logits)
+
+
+def test_mask_outside_span_weight_weighs_the_frames_outside_the_span():
+    from types import SimpleNamespace
+
+    from mora.configuration_mora import MoRAConfig
+    from mora.model.losses import compute_losses, mask_dice_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 4, 8, 8, generator=g)
+    gt = (torch.rand(2, 4, 8, 8, generator=g) > 0.5).float()
+    span = torch.tensor([[0.0, 1.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0]])
+    out = SimpleNamespace(mask_logits=logits, span_logits=torch.zeros(2, 4))
+    has_loc = torch.ones(2, dtype=torch.bool)
+
+    def dice(weight: float, span_valid=None) -> float:
+        cfg = MoRAConfig(mask_outside_span_weight=weight)
+        return float(compute_losses(cfg, out, None, gt, None, span, span_valid, has_loc).mask_dice)
+
+    per_frame = torch.stack(
+        [mask_dice_loss(logits[b, t : t + 1], gt[b, t : t + 1]) for b in range(2) for t in range(4)]
+    )
+    inside = span.flatten() > 0.5
+    assert dice(1.0) == pytest.approx(float(per_frame.mean()), rel=1e-5)
+    assert dice(0.0) == pytest.approx(float(per_frame[inside].mean()), rel=1e-5)  # in-span frames only
+    expected = float(
+        (per_frame * torch.where(inside, 1.0, 0.25)).sum() / torch.where(inside, 1.0, 0.25).sum()
+    )
+    assert dice(0.25) == pytest.approx(expected, rel=1e-5)
+    # a row without a span label keeps all of its frames at weight 1
+    w = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0])
+    expected = float((per_frame * w).sum() / w.sum())
+    assert dice(0.0, torch.tensor([True, False])) == pytest.approx(expected, rel=1e-5)

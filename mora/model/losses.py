@@ -41,19 +41,33 @@ def language_model_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     return F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX)
 
 
-def mask_bce_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over masks of the per-mask pixel-mean sigmoid BCE. logits, targets ``[M, S, S]``."""
+def _mean(per_mask: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``per_mask [M]``, weighted by ``weights [M]`` when given."""
+    if weights is None:
+        return per_mask.mean()
+    weights = weights.to(per_mask)
+    return (per_mask * weights).sum() / weights.sum().clamp_min(1e-8)
+
+
+def mask_bce_loss(
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean over masks of the per-mask pixel-mean sigmoid BCE. logits, targets ``[M, S, S]``; optional
+    per-mask weights ``[M]``."""
     per_mask = F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
-    return per_mask.flatten(1).mean(dim=1).mean()
+    return _mean(per_mask.flatten(1).mean(dim=1), weights)
 
 
-def mask_dice_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean over masks of 1 - Dice on sigmoid probabilities (LISA's scale/eps). ``[M, S, S]``."""
+def mask_dice_loss(
+    logits: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean over masks of 1 - Dice on sigmoid probabilities (LISA's scale/eps). ``[M, S, S]``; optional
+    per-mask weights ``[M]``."""
     probs = logits.float().sigmoid().flatten(1) / DICE_SCALE  # [M, S*S]
     gt = targets.float().flatten(1) / DICE_SCALE
     numerator = 2 * (probs * gt * DICE_SCALE).sum(dim=1)
     denominator = probs.sum(dim=1) + gt.sum(dim=1)
-    return (1 - (numerator + DICE_EPS) / (denominator + DICE_EPS)).mean()
+    return _mean(1 - (numerator + DICE_EPS) / (denominator + DICE_EPS), weights)
 
 
 def temporal_loss(
@@ -111,8 +125,18 @@ def compute_losses(
         if mask_valid is not None:
             valid = mask_valid.to(device, torch.bool)
         if bool(valid.any()):
-            bce = mask_bce_loss(out.mask_logits[valid], gt_masks[valid])
-            dice = mask_dice_loss(out.mask_logits[valid], gt_masks[valid])
+            weights = None
+            outside = config.mask_outside_span_weight
+            if span_labels is not None and outside != 1.0:
+                # frames outside a row's motion span (rows with a span label) weigh `outside`, the rest 1
+                weights = torch.ones(valid.shape, dtype=torch.float32, device=device)
+                labelled = torch.ones(valid.shape[0], dtype=torch.bool, device=device)
+                if span_valid is not None:
+                    labelled = span_valid.to(device, torch.bool)
+                out_of_span = (span_labels.to(device) < 0.5) & labelled.unsqueeze(1)
+                weights = weights.masked_fill(out_of_span, outside)[valid]
+            bce = mask_bce_loss(out.mask_logits[valid], gt_masks[valid], weights)
+            dice = mask_dice_loss(out.mask_logits[valid], gt_masks[valid], weights)
     temporal = zero
     if span_labels is not None:
         rows = torch.ones(span_labels.shape[0], dtype=torch.bool, device=device)
