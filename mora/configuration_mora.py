@@ -119,7 +119,7 @@ class MoRAConfig(PretrainedConfig):
         pixel_mask_grid_flow: the `PixelMaskPath`'s grid term also reads each grid cell's motion (dx, dy) to the
             previous and next frame (`triple_flow` of the path's frames and their differences), so the ``[SEG]``
             query can select the object that moves the asked way in the same dot product that selects by
-            appearance; needs ``pixel_mask_differences`` or another option that gives the path 9 channels.
+            appearance (the path then reads each frame's differences to its neighbours whatever its MLP reads).
         span_head: ``"tokens"`` (`TemporalHead`: the ``[LOC]`` query against each frame's visual and motion
             tokens) or ``"mask_pooled"`` (`MaskPooledSpanHead`: each frame scored from the grid tokens under
             the predicted mask of the answer object and that mask's motion; masks are decoded on every frame

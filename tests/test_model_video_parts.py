@@ -360,6 +360,8 @@ def test_grid_flow_lets_the_query_select_what_moves_its_way_and_keeps_windows_ex
         whole = path(path.inputs(frames), states, grid, torch.zeros(2, dtype=torch.long))
         part = path(path.inputs(frames, [2, 3]), states, grid[:, [2, 3]], torch.zeros(2, dtype=torch.long))
     torch.testing.assert_close(part, whole[:, [2, 3]])
+    with pytest.raises(ValueError, match="grid input"):
+        PixelMaskPath(query_dim=8, grid_dim=0, dim=4, grid_flow=True)
 
 
 @pytest.mark.parametrize("option", [{"pixel_mask_motion_match": 8}, {"span_question": True}])

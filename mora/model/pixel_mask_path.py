@@ -62,6 +62,8 @@ class PixelMaskPath(nn.Module):
         grid_flow: bool = False,
     ) -> None:
         super().__init__()
+        if grid_flow and not grid_dim:
+            raise ValueError("PixelMaskPath(grid_flow=True) needs a grid input (grid_dim > 0)")
         self.dim = dim
         self.differences = differences
         channels = 9 if differences else 3
