@@ -117,9 +117,8 @@ class MoRAConfig(PretrainedConfig):
             processor's ``question_mask``), dotted with each cell's (dx, dy) to the previous and next frame and
             upsampled; 0 = off. A direction word reaches the masks through it from the first step (session 9).
         pixel_mask_grid_flow: the `PixelMaskPath`'s grid term also reads each grid cell's motion (dx, dy) to the
-            previous and next frame (`triple_flow` of the path's frames and their differences), so the ``[SEG]``
-            query can select the object that moves the asked way in the same dot product that selects by
-            appearance (the path then reads each frame's differences to its neighbours whatever its MLP reads).
+            previous and next frame (`normal_flow` of the clip's mask-engine frames), so the ``[SEG]`` query can
+            select the object that moves the asked way in the same dot product that selects by appearance.
         span_head: ``"tokens"`` (`TemporalHead`: the ``[LOC]`` query against each frame's visual and motion
             tokens) or ``"mask_pooled"`` (`MaskPooledSpanHead`: each frame scored from the grid tokens under
             the predicted mask of the answer object and that mask's motion; masks are decoded on every frame

@@ -339,7 +339,7 @@ def test_motion_match_lights_up_what_moves_the_asked_way():
 
 def test_grid_flow_lets_the_query_select_what_moves_its_way_and_keeps_windows_exact():
     path = PixelMaskPath(query_dim=8, grid_dim=5, dim=4, grid_flow=True)
-    assert path.input_channels == 9 and path.pixels[0].in_channels == 3  # the MLP still reads the frame only
+    assert path.input_channels == 3  # the motion comes with the grid, the MLP reads the frame only
     with torch.no_grad():
         for p in path.parameters():
             p.zero_()
@@ -349,19 +349,29 @@ def test_grid_flow_lets_the_query_select_what_moves_its_way_and_keeps_windows_ex
     states = torch.zeros(2, 8)
     states[0, 0], states[1, 0] = 1.0, -1.0
     grid = torch.zeros(1, frames.shape[1], 8, 8, 5)
+    motion = normal_flow(frames, (8, 8)) / 4
+    index = torch.zeros(2, dtype=torch.long)
     with torch.no_grad():
-        logits = path(path.inputs(frames), states, grid, torch.zeros(2, dtype=torch.long))  # [2, T, S, S]
+        logits = path(frames, states, grid, index, grid_motion=motion)  # [2, T, S, S]
     assert float(logits[0, 2][right].mean()) > 0.1 and float(logits[0, 2][left].mean()) < -0.1
     assert float(logits[1, 2][left].mean()) > 0.1 and float(logits[1, 2][right].mean()) < -0.1
     assert float(logits[:, 2, 56:, :8].abs().max()) < 0.02  # the still background
-    _randomise(path)
-    # a window of frames sees its neighbours outside the window, so its logits equal the whole clip's
-    with torch.no_grad():
-        whole = path(path.inputs(frames), states, grid, torch.zeros(2, dtype=torch.long))
-        part = path(path.inputs(frames, [2, 3]), states, grid[:, [2, 3]], torch.zeros(2, dtype=torch.long))
-    torch.testing.assert_close(part, whole[:, [2, 3]])
+    with pytest.raises(ValueError, match="grid_motion"):
+        path(frames, states, grid, index)
     with pytest.raises(ValueError, match="grid input"):
         PixelMaskPath(query_dim=8, grid_dim=0, dim=4, grid_flow=True)
+    # in the model a window of frames reads the whole clip's motion, so its logits equal the clip's
+    model = tiny_model("llava", "sam", seed=3, pixel_mask_grid_flow=True).eval()
+    _randomise(model.pixel_mask_path)
+    clip, _ = moving_square_clip()
+    batch = model.processor([clip], ["Which object moves to the left?"], answers=[ANSWER_WITH_SPAN])
+    seg = torch.randn(1, model.config.hidden_size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        features = model.encode_video(batch["pixel_values"])[0]
+        whole = model.pixel_logits(batch["mask_pixel_values"], features, seg)
+        part = model.pixel_logits(batch["mask_pixel_values"], features, seg, frames=[1, 2])
+    torch.testing.assert_close(part, whole[:, [1, 2]])
+    assert not torch.allclose(whole[:, 1], whole[:, 2])
 
 
 @pytest.mark.parametrize("option", [{"pixel_mask_motion_match": 8}, {"span_question": True}])

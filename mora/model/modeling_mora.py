@@ -42,7 +42,7 @@ from mora.model.motion_tokens import MotionTokenizer
 from mora.model.outputs import MoRAOutput
 from mora.model.pixel_mask_path import PixelMaskPath
 from mora.model.trainable import LoraSettings, inject_lora
-from mora.model.video_adapter import VideoAdapter
+from mora.model.video_adapter import VideoAdapter, normal_flow
 from mora.model.video_dense_prompt import VideoDensePrompt
 from mora.processing.processing_mora import MoRAProcessor
 from mora.processing.visual_layout import sample_frame_indices
@@ -439,7 +439,12 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         if frames is not None and grid is not None:
             grid = grid[:, frames]
         index = None if video_index is None else torch.as_tensor(video_index)
-        return self.pixel_mask_path(inputs, seg_states, grid, index, question_states)
+        motion = None
+        if self.pixel_mask_path.grid_flow is not None and grid is not None:
+            # the whole clips' motion, so a window of frames reads the same as the clip
+            motion = normal_flow(mask_pixel_values.to(seg_states.device), tuple(grid.shape[2:4])) / 4
+            motion = motion if frames is None else motion[:, frames]  # [V, T', h, w, 4]
+        return self.pixel_mask_path(inputs, seg_states, grid, index, question_states, motion)
 
     @property
     def reads_question(self) -> bool:

@@ -48,7 +48,8 @@ class PixelMaskPath(nn.Module):
         dim: e, width of the pixel embeddings.
         differences: the pixel MLP also reads each frame's differences to the previous and next frame
             (9 input channels instead of 3; `inputs`).
-        grid_flow: the grid term also reads each cell's motion (`cell_motion`), embedded beside its features.
+        grid_flow: the grid term also reads each cell's motion (``grid_motion`` of `forward`), embedded beside
+            its features.
     """
 
     def __init__(
@@ -67,7 +68,7 @@ class PixelMaskPath(nn.Module):
         self.dim = dim
         self.differences = differences
         channels = 9 if differences else 3
-        self.input_channels = 9 if (differences or stem or motion_match or grid_flow) else 3
+        self.input_channels = 9 if (differences or stem or motion_match) else 3
         self.pixels = nn.Sequential(nn.Conv2d(channels, dim, 3, padding=1), nn.GELU(), nn.Conv2d(dim, dim, 1))
         self.stem = (
             nn.Sequential(
@@ -119,6 +120,7 @@ class PixelMaskPath(nn.Module):
         grid: torch.Tensor | None = None,
         video_index: torch.Tensor | None = None,
         question_states: torch.Tensor | None = None,
+        grid_motion: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mask logits of the path.
 
@@ -130,6 +132,8 @@ class PixelMaskPath(nn.Module):
             video_index: ``[B]`` the video of each question (default: question b, video b).
             question_states: ``[B, D]`` the mean state of each question's words (the motion match's input;
                 required when it is on).
+            grid_motion: ``[V, T, h, w, 4]`` each grid cell's (dx, dy) from the previous and to the next frame
+                (`normal_flow` of the clips / 4; required with ``grid_flow``).
 
         Returns:
             ``[B, T, S, S]`` float32 logits.
@@ -165,7 +169,12 @@ class PixelMaskPath(nn.Module):
             h, w = grid.shape[2:4]
             cells = self.grid(grid.to(queries.dtype))  # [V, T, h, w, e]
             if self.grid_flow is not None:
-                cells = cells + self.grid_flow(cell_motion(pixel_values, (h, w)).to(queries.dtype))
+                if grid_motion is None or tuple(grid_motion.shape) != (V, T, h, w, 4):
+                    got = None if grid_motion is None else tuple(grid_motion.shape)
+                    raise ValueError(
+                        f"this PixelMaskPath reads the cells' motion; pass grid_motion {(V, T, h, w, 4)}, got {got}"
+                    )
+                cells = cells + self.grid_flow(grid_motion.to(queries.dtype))
             cells = cells.reshape(V, T * h * w, self.dim)
             coarse = torch.bmm(packed, cells.transpose(1, 2)).view(V * slots, T, h, w)[rows]  # [B, T, h, w]
             logits = logits + F.interpolate(coarse, size=(H, W), mode="bilinear", align_corners=False)
