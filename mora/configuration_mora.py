@@ -125,6 +125,9 @@ class MoRAConfig(PretrainedConfig):
             before the span is known).
         span_question: the mask-pooled span head's query also reads the mean state of the question's own words
             (`question_states`): a Descriptive span is when the masked object moves the asked way.
+        span_cells: the mask-pooled span head also scores every grid cell under the mask on its own and adds
+            their mask-weighted log-sum-exp to each frame's logit (`MaskPooledSpanHead`): a mask that covers the
+            answer and another object moving another way no longer mixes their motions.
         frame_prompts: experimental (no preset or recipe turns it on; tested in
             ``tests/test_model_forward.py``): add a per-frame prompt token (the ``[SEG]`` state's attention
             readout over the frame's visual + motion tokens) beside the ``[SEG]`` projection.
@@ -187,6 +190,7 @@ class MoRAConfig(PretrainedConfig):
     pixel_mask_grid_flow: bool = False
     span_head: str = "tokens"
     span_question: bool = False
+    span_cells: bool = False
     frame_prompts: bool = False
     seg_hidden_offset: int = 0
     loc_hidden_offset: int = 0
@@ -267,6 +271,8 @@ class MoRAConfig(PretrainedConfig):
             raise ValueError("pixel_mask_grid_flow needs the pixel mask path (pixel_mask_dim > 0)")
         if self.span_question and self.span_head != "mask_pooled":
             raise ValueError(f"span_question needs span_head='mask_pooled', got {self.span_head!r}")
+        if self.span_cells and self.span_head != "mask_pooled":
+            raise ValueError(f"span_cells needs span_head='mask_pooled', got {self.span_head!r}")
         if self.motion_grid < 1:
             raise ValueError(f"motion_grid must be >= 1, got {self.motion_grid}")
         if self.motion_dense_prompt_dim < 1:

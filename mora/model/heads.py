@@ -116,19 +116,38 @@ class MaskPooledSpanHead(nn.Module):
     moves *the asked way*, and the direction word reaches that mean from the first step while the ``[LOC]``
     state of a model trained from scratch barely depends on it (session 9).
 
+    With ``cells=True`` each grid cell is also scored on its own, from its token and the same query, and the
+    frame gets the mask-weighted log-sum-exp of its cells' scores ("some part of the masked object moves the
+    way the question asks")::
+
+        s_{t,c} = u . GELU(K_c norm(x_{t,c}) + Q_c loc [+ Q'_c question]);   logit_t += log sum_c wbar_{t,c} exp(s_{t,c})
+
+    with wbar the mask's weights on the grid normalised over the frame. Pooled features of a mask that covers
+    the answer and another object moving another way mix both motions, so the frame-level key cannot tell
+    whether the answer moves the asked way; each cell's own score can. u starts at zero, so the head starts as
+    the pooled one.
+
     The mask probabilities are detached: the span loss does not pull masks towards frames it likes.
     """
 
     MOTION_FEATURES = 5  # centroid shift to t-1 (dy, dx), to t+1 (dy, dx), area
     SHIFT_FRAMES = 8  # shifts are reported per 1/8 of the clip
 
-    def __init__(self, hidden_size: int, dim: int, question: bool = False) -> None:
+    def __init__(self, hidden_size: int, dim: int, question: bool = False, cells: bool = False) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(hidden_size)
         self.key = nn.Linear(hidden_size + self.MOTION_FEATURES, dim)
         self.query = nn.Linear(hidden_size, dim)
         self.mlp = nn.Sequential(nn.GELU(), nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, 1))
         self.question_query = nn.Linear(hidden_size, dim) if question else None
+        self.cells = cells
+        if cells:
+            self.cell_norm = nn.LayerNorm(hidden_size)
+            self.cell_key = nn.Linear(hidden_size, dim)
+            self.cell_query = nn.Linear(hidden_size, dim)
+            self.cell_question = nn.Linear(hidden_size, dim) if question else None
+            self.cell_out = nn.Linear(dim, 1, bias=False)
+            nn.init.zeros_(self.cell_out.weight)
 
     @classmethod
     def mask_motion(cls, weights: torch.Tensor) -> torch.Tensor:
@@ -161,11 +180,19 @@ class MaskPooledSpanHead(nn.Module):
         frame_tokens: torch.Tensor,
         mask_probs: torch.Tensor,
         question_states: torch.Tensor | None = None,
+        video_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Args: loc_hidden ``[B, D]``; frame_tokens ``[B, T, n, D]`` (n = h * w grid cells);
-        mask_probs ``[B, T, S, S]`` predicted mask probabilities; question_states ``[B, D]`` (required when
-        the head reads the question). Returns span logits ``[B, T]``."""
-        B, T, n, D = frame_tokens.shape
+        """Args: loc_hidden ``[B, D]``; frame_tokens ``[V, T, n, D]`` (n = h * w grid cells) of the videos
+        ``video_index [B]`` (default: V = B, question b reads video b); mask_probs ``[B, T, S, S]`` predicted mask
+        probabilities; question_states ``[B, D]`` (required when the head reads the question). Returns span
+        logits ``[B, T]``."""
+        B = loc_hidden.shape[0]
+        if video_index is None:
+            video_index = torch.arange(B, device=frame_tokens.device)
+        video_index = torch.as_tensor(video_index, dtype=torch.long, device=frame_tokens.device)
+        videos = frame_tokens
+        frame_tokens = videos[video_index]  # [B, T, n, D]
+        _, T, n, D = frame_tokens.shape
         side = int(round(n**0.5))
         if side * side != n:
             raise ValueError(f"MaskPooledSpanHead needs square grids, got {n} tokens per frame")
@@ -183,4 +210,29 @@ class MaskPooledSpanHead(nn.Module):
                 raise ValueError("this span head reads the question; pass question_states [B, D]")
             query = query + self.question_query(question_states.to(dtype))
         z = keys + query.unsqueeze(1)
-        return self.mlp(z).squeeze(-1)  # [B, T]
+        logits = self.mlp(z).squeeze(-1)  # [B, T]
+        if self.cells:
+            logits = logits + self._cell_scores(videos, video_index, flat, loc_hidden, question_states)
+        return logits
+
+    def _cell_scores(
+        self,
+        videos: torch.Tensor,
+        video_index: torch.Tensor,
+        weights: torch.Tensor,
+        loc_hidden: torch.Tensor,
+        question_states: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """``[B, T]`` log sum_c wbar_{t,c} exp(s_{t,c}) of the cells' own scores (see the class docstring).
+
+        Args: videos ``[V, T, n, D]``; video_index ``[B]``; weights ``[B, T, n]`` the mask on the grid;
+        loc_hidden / question_states ``[B, D]``.
+        """
+        dtype = self.cell_key.weight.dtype
+        keys = self.cell_key(self.cell_norm(videos.to(dtype)))  # [V, T, n, dim], once per video
+        query = self.cell_query(loc_hidden.to(dtype))  # [B, dim]
+        if self.cell_question is not None:
+            query = query + self.cell_question(question_states.to(dtype))
+        scores = self.cell_out(F.gelu(keys[video_index] + query[:, None, None])).squeeze(-1)  # [B, T, n]
+        share = weights / weights.sum(-1, keepdim=True).clamp_min(1e-4)  # [B, T, n]
+        return torch.logsumexp(scores + torch.log(share + 1e-6), dim=-1)

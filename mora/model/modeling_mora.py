@@ -96,7 +96,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         self.temporal_head = (
             TemporalHead(hidden, config.temporal_head_dim)
             if config.span_head == "tokens"
-            else MaskPooledSpanHead(hidden, config.temporal_head_dim, config.span_question)
+            else MaskPooledSpanHead(hidden, config.temporal_head_dim, config.span_question, config.span_cells)
         )
         self.frame_prompt_reader = (
             FramePromptReader(hidden, config.temporal_head_dim, self.mask_engine.prompt_dim)
@@ -524,16 +524,24 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         motion: torch.Tensor | None,
         mask_logits: torch.Tensor | None = None,
         question_states: torch.Tensor | None = None,
+        video_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """``[B, T]`` span logits from ``[LOC]`` states ``[B, D]`` (features and motion of the same B).
+        """``[B, T]`` span logits from ``[LOC]`` states ``[B, D]``.
 
+        ``features`` and ``motion`` are those of the videos ``video_index [B]`` (default: of the same B).
         ``mask_logits [B, T, S, S]`` (the answer's predicted masks) are required by the mask-pooled head, and
         ``question_states [B, D]`` when it reads the question (``config.span_question``).
         """
         if isinstance(self.temporal_head, MaskPooledSpanHead):
             if mask_logits is None:
                 raise ValueError("span_head='mask_pooled' needs the predicted mask logits of every frame")
-            return self.temporal_head(loc_states, features.tokens, mask_logits.sigmoid(), question_states)
+            return self.temporal_head(
+                loc_states, features.tokens, mask_logits.sigmoid(), question_states, video_index
+            )
+        if video_index is not None:
+            index = torch.as_tensor(video_index, dtype=torch.long)
+            features = _select(features, index)
+            motion = None if motion is None else motion[index.to(motion.device)]
         frame_tokens = temporal_frame_tokens(features.tokens, motion)  # [B, T, n', D]
         return self.temporal_head(loc_states, frame_tokens)
 
@@ -615,9 +623,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             )
         span_logits = None
         if bool(has_loc.any()):
-            span = self.span_logits_from(
-                loc_states, question_features, question_motion, mask_logits, question_states
-            )
+            span = self.span_logits_from(loc_states, features, motion, mask_logits, question_states, index)
             span_logits = span * has_loc.unsqueeze(-1)
 
         out = MoRAOutput(
