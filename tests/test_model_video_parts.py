@@ -166,6 +166,51 @@ def test_mask_pooled_span_head_reads_the_motion_of_the_mask():
     assert logits.shape == (B, T)
 
 
+def test_span_cells_score_each_masked_cell_where_the_pooled_mean_mixes_two_motions():
+    """A mask covering two objects: on in-span frames one moves the asked way (+m) and the other the opposite way
+    (-m); on the other frames both stand still. Their pooled mean is the same on every frame, so the pooled
+    head cannot tell the frames apart; the cells' own scores can. Both start from the same weights."""
+    torch.manual_seed(0)
+    B, T, side, D = 16, 6, 4, 8
+    moving = torch.zeros(D)
+    moving[0] = 1.0
+    tokens = torch.zeros(B, T, side * side, D)
+    labels = torch.zeros(B, T)
+    for b in range(B):
+        frames = torch.randperm(T)[: T // 2]
+        labels[b, frames] = 1.0
+        tokens[b, frames, 5] = moving  # the answer's cell moves the asked way...
+        tokens[b, frames, 10] = -moving  # ...while the other covered object moves the other way
+    tokens = tokens + 0.05 * torch.randn(D)  # one background feature everywhere
+    masks = torch.zeros(B, T, 32, 32)
+    masks[:, :, 8:16, 8:16] = 1.0  # cell 5 of the 4x4 grid
+    masks[:, :, 16:24, 16:24] = 1.0  # cell 10
+    loc = torch.randn(1, D).expand(B, D)
+    pooled = MaskPooledSpanHead(hidden_size=D, dim=16)
+    cells = MaskPooledSpanHead(hidden_size=D, dim=16, cells=True)
+    cells.load_state_dict(pooled.state_dict(), strict=False)
+    torch.testing.assert_close(cells(loc, tokens, masks), pooled(loc, tokens, masks), atol=1e-4, rtol=1e-4)
+    accuracy = {}
+    for name, head in (("pooled", pooled), ("cells", cells)):
+        opt = torch.optim.Adam(head.parameters(), lr=1e-2)
+        for _ in range(150):
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(head(loc, tokens, masks), labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            accuracy[name] = float(((head(loc, tokens, masks) > 0) == labels.bool()).float().mean())
+    assert accuracy["cells"] == 1.0
+    assert accuracy["pooled"] <= 0.6  # the same pooled features on every frame: no better than a guess
+    # questions reading one video's tokens (video_index) equal the tokens given once per question
+    index = torch.tensor([0, 0, 1])
+    torch.testing.assert_close(
+        cells(loc[:3], tokens[:2], masks[:3], video_index=index), cells(loc[:3], tokens[index], masks[:3])
+    )
+    with pytest.raises(ValueError, match="span_cells needs span_head='mask_pooled'"):
+        tiny_model("llava", "sam", span_head="tokens", span_cells=True)
+
+
 def test_questions_sharing_a_video_equal_the_video_given_once_per_question():
     """``video_index``: two questions about one video give the same outputs as the video repeated."""
     model = tiny_model("llava", "sam", seed=3).eval()
@@ -374,7 +419,9 @@ def test_grid_flow_lets_the_query_select_what_moves_its_way_and_keeps_windows_ex
     assert not torch.allclose(whole[:, 1], whole[:, 2])
 
 
-@pytest.mark.parametrize("option", [{"pixel_mask_motion_match": 8}, {"span_question": True}])
+@pytest.mark.parametrize(
+    "option", [{"pixel_mask_motion_match": 8}, {"span_question": True}, {"span_question": True, "span_cells": True}]
+)
 def test_question_reading_model_predicts_as_it_trains_and_needs_the_question_mask(option):
     model = tiny_model("llava", "sam", seed=4, **option).eval()
     for name in ("video_adapter", "grounding_reader", "pixel_mask_path", "temporal_head"):
