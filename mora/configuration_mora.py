@@ -128,6 +128,7 @@ class MoRAConfig(PretrainedConfig):
         span_cells: the mask-pooled span head also scores every grid cell under the mask on its own and adds
             their mask-weighted log-sum-exp to each frame's logit (`MaskPooledSpanHead`): a mask that covers the
             answer and another object moving another way no longer mixes their motions.
+        span_cell_flow: those cell scores also read each cell's motion estimate (`normal_flow` of the clip).
         frame_prompts: experimental (no preset or recipe turns it on; tested in
             ``tests/test_model_forward.py``): add a per-frame prompt token (the ``[SEG]`` state's attention
             readout over the frame's visual + motion tokens) beside the ``[SEG]`` projection.
@@ -191,6 +192,7 @@ class MoRAConfig(PretrainedConfig):
     span_head: str = "tokens"
     span_question: bool = False
     span_cells: bool = False
+    span_cell_flow: bool = False
     frame_prompts: bool = False
     seg_hidden_offset: int = 0
     loc_hidden_offset: int = 0
@@ -273,6 +275,8 @@ class MoRAConfig(PretrainedConfig):
             raise ValueError(f"span_question needs span_head='mask_pooled', got {self.span_head!r}")
         if self.span_cells and self.span_head != "mask_pooled":
             raise ValueError(f"span_cells needs span_head='mask_pooled', got {self.span_head!r}")
+        if self.span_cell_flow and not self.span_cells:
+            raise ValueError("span_cell_flow scores cells: it needs span_cells=True")
         if self.motion_grid < 1:
             raise ValueError(f"motion_grid must be >= 1, got {self.motion_grid}")
         if self.motion_dense_prompt_dim < 1:

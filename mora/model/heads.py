@@ -133,7 +133,9 @@ class MaskPooledSpanHead(nn.Module):
     MOTION_FEATURES = 5  # centroid shift to t-1 (dy, dx), to t+1 (dy, dx), area
     SHIFT_FRAMES = 8  # shifts are reported per 1/8 of the clip
 
-    def __init__(self, hidden_size: int, dim: int, question: bool = False, cells: bool = False) -> None:
+    def __init__(
+        self, hidden_size: int, dim: int, question: bool = False, cells: bool = False, cell_flow: bool = False
+    ) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(hidden_size)
         self.key = nn.Linear(hidden_size + self.MOTION_FEATURES, dim)
@@ -148,6 +150,10 @@ class MaskPooledSpanHead(nn.Module):
             self.cell_question = nn.Linear(hidden_size, dim) if question else None
             self.cell_out = nn.Linear(dim, 1, bias=False)
             nn.init.zeros_(self.cell_out.weight)
+        if cell_flow and not cells:
+            raise ValueError("MaskPooledSpanHead(cell_flow=True) scores cells: it needs cells=True")
+        # each cell's motion estimate (dx, dy to the previous and next frame) beside its token
+        self.cell_flow = nn.Linear(4, dim) if cell_flow else None
 
     @classmethod
     def mask_motion(cls, weights: torch.Tensor) -> torch.Tensor:
@@ -181,11 +187,13 @@ class MaskPooledSpanHead(nn.Module):
         mask_probs: torch.Tensor,
         question_states: torch.Tensor | None = None,
         video_index: torch.Tensor | None = None,
+        cell_motion: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Args: loc_hidden ``[B, D]``; frame_tokens ``[V, T, n, D]`` (n = h * w grid cells) of the videos
         ``video_index [B]`` (default: V = B, question b reads video b); mask_probs ``[B, T, S, S]`` predicted mask
-        probabilities; question_states ``[B, D]`` (required when the head reads the question). Returns span
-        logits ``[B, T]``."""
+        probabilities; question_states ``[B, D]`` (required when the head reads the question); cell_motion
+        ``[V, T, h, w, 4]`` each cell's (dx, dy) to the previous and next frame (`normal_flow` / 4; required with
+        ``cell_flow``). Returns span logits ``[B, T]``."""
         B = loc_hidden.shape[0]
         if video_index is None:
             video_index = torch.arange(B, device=frame_tokens.device)
@@ -212,7 +220,7 @@ class MaskPooledSpanHead(nn.Module):
         z = keys + query.unsqueeze(1)
         logits = self.mlp(z).squeeze(-1)  # [B, T]
         if self.cells:
-            logits = logits + self._cell_scores(videos, video_index, flat, loc_hidden, question_states)
+            logits = logits + self._cell_scores(videos, video_index, flat, loc_hidden, question_states, cell_motion)
         return logits
 
     def _cell_scores(
@@ -222,14 +230,21 @@ class MaskPooledSpanHead(nn.Module):
         weights: torch.Tensor,
         loc_hidden: torch.Tensor,
         question_states: torch.Tensor | None,
+        cell_motion: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``[B, T]`` log sum_c wbar_{t,c} exp(s_{t,c}) of the cells' own scores (see the class docstring).
 
         Args: videos ``[V, T, n, D]``; video_index ``[B]``; weights ``[B, T, n]`` the mask on the grid;
-        loc_hidden / question_states ``[B, D]``.
+        loc_hidden / question_states ``[B, D]``; cell_motion ``[V, T, h, w, 4]`` (with ``cell_flow``).
         """
         dtype = self.cell_key.weight.dtype
         keys = self.cell_key(self.cell_norm(videos.to(dtype)))  # [V, T, n, dim], once per video
+        if self.cell_flow is not None:
+            V, T, n = videos.shape[:3]
+            if cell_motion is None or cell_motion.shape[:2] != (V, T) or cell_motion[0, 0].numel() != 4 * n:
+                got = None if cell_motion is None else tuple(cell_motion.shape)
+                raise ValueError(f"this span head reads each cell's motion; pass cell_motion [{V}, {T}, h, w, 4], got {got}")
+            keys = keys + self.cell_flow(cell_motion.to(dtype).reshape(V, T, n, 4))
         query = self.cell_query(loc_hidden.to(dtype))  # [B, dim]
         if self.cell_question is not None:
             query = query + self.cell_question(question_states.to(dtype))

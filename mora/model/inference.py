@@ -260,7 +260,9 @@ def _ground(
     span = None
     if located:
         span_masks = None if all_logits is None else all_logits[None]
-        span_logits = model.span_logits_from(loc_state, features, motion, span_masks, question_state)
+        span_logits = model.span_logits_from(
+            loc_state, features, motion, span_masks, question_state, None, _pix(model, clip)[None]
+        )
         probs = span_logits.sigmoid()[0]  # [T]
         scores = probs.float().cpu().numpy()
         span = span_from_scores(scores, cfg.span_threshold)

@@ -96,7 +96,9 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         self.temporal_head = (
             TemporalHead(hidden, config.temporal_head_dim)
             if config.span_head == "tokens"
-            else MaskPooledSpanHead(hidden, config.temporal_head_dim, config.span_question, config.span_cells)
+            else MaskPooledSpanHead(
+                hidden, config.temporal_head_dim, config.span_question, config.span_cells, config.span_cell_flow
+            )
         )
         self.frame_prompt_reader = (
             FramePromptReader(hidden, config.temporal_head_dim, self.mask_engine.prompt_dim)
@@ -525,18 +527,27 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         mask_logits: torch.Tensor | None = None,
         question_states: torch.Tensor | None = None,
         video_index: torch.Tensor | None = None,
+        mask_pixel_values: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``[B, T]`` span logits from ``[LOC]`` states ``[B, D]``.
 
-        ``features`` and ``motion`` are those of the videos ``video_index [B]`` (default: of the same B).
+        ``features``, ``motion`` and ``mask_pixel_values [V, T, 3, S, S]`` (the clips, for the cells' motion when
+        the head reads it, ``config.span_cell_flow``) are those of the videos ``video_index [B]`` (default: of
+        the same B).
         ``mask_logits [B, T, S, S]`` (the answer's predicted masks) are required by the mask-pooled head, and
         ``question_states [B, D]`` when it reads the question (``config.span_question``).
         """
         if isinstance(self.temporal_head, MaskPooledSpanHead):
             if mask_logits is None:
                 raise ValueError("span_head='mask_pooled' needs the predicted mask logits of every frame")
+            cell_motion = None
+            if self.temporal_head.cell_flow is not None:
+                if mask_pixel_values is None:
+                    raise ValueError("span_cell_flow reads the clips' motion: pass mask_pixel_values [V, T, 3, S, S]")
+                grid = tuple(features.grid.shape[2:4])
+                cell_motion = normal_flow(mask_pixel_values.to(loc_states.device), grid) / 4  # [V, T, h, w, 4]
             return self.temporal_head(
-                loc_states, features.tokens, mask_logits.sigmoid(), question_states, video_index
+                loc_states, features.tokens, mask_logits.sigmoid(), question_states, video_index, cell_motion
             )
         if video_index is not None:
             index = torch.as_tensor(video_index, dtype=torch.long)
@@ -623,7 +634,9 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             )
         span_logits = None
         if bool(has_loc.any()):
-            span = self.span_logits_from(loc_states, features, motion, mask_logits, question_states, index)
+            span = self.span_logits_from(
+                loc_states, features, motion, mask_logits, question_states, index, mask_pixel_values
+            )
             span_logits = span * has_loc.unsqueeze(-1)
 
         out = MoRAOutput(
@@ -693,7 +706,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             seg_states=seg,
             question_states=stand_in,
         )
-        span = self.span_logits_from(loc, single, single_motion, masks, stand_in)
+        span = self.span_logits_from(loc, single, single_motion, masks, stand_in, None, mask_pixel_values[:1])
         terms += [masks.sum(), span.sum()]
         if out.mask_logits is not None:
             terms.append(out.mask_logits.sum())
