@@ -97,6 +97,21 @@ def test_with_ungated_writes_both_folders_from_one_pass_and_scores_both(tmp_path
     assert scores["overall"]["JF"] == 1.0 and scores["overall"]["JF_ungated"] < 0.5
     assert (tmp_path / "out" / "ungated" / "scores.json").is_file() and "ungated" in table
 
+    # with the span known: the true span (frame 1) gates the ungated masks (the square on every frame) to a
+    # perfect score
+    job = ScoreJob(
+        video_id="v",
+        question_id="q",
+        category="Descriptive",
+        frame_stems=["f0", "f1", "f2"],
+        gt=_Truth(gt),
+        frame_indices=[0, 1, 2],
+        gt_span=(1, 1),
+    )
+    scores, table = evaluate_benchmark([job], None, opts, title="t")
+    assert scores["overall"]["JF_true_span_ungated"] == 1.0 and scores["overall"]["JF_ungated"] < 0.5
+    assert "true span" in table.splitlines()[1]
+
 
 def test_span_is_the_best_run_of_frames_above_the_threshold():
     from mora.model.inference import span_from_scores

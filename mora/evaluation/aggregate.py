@@ -33,6 +33,9 @@ def _summary(records: list[dict[str, Any]], j_key: str = "J", f_key: str = "F") 
             out["tIoU"] = float(np.mean(tiou))
         if jf_in:
             out["JF_in"] = float(np.mean(jf_in))
+        true_span = [r["JF_true_span"] for r in records if r.get("JF_true_span") is not None]
+        if true_span:
+            out["JF_true_span"] = float(np.mean(true_span))
     return out
 
 
@@ -75,16 +78,20 @@ def aggregate(
 
 def format_table(scores: dict[str, Any], title: str = "") -> str:
     """Plain-text table: J, F, J&F, n per category and overall, beside the empty-mask baseline (and, when
-    scored, temporal IoU, J&F on in-span frames and the J&F of the masks before span gating)."""
+    scored, temporal IoU, J&F on in-span frames, the J&F of the masks before span gating and of the same
+    masks gated by the true span)."""
     base = scores.get("baseline_empty", {})
     rows = [k for k in scores if k != "baseline_empty" and k != "overall"] + ["overall"]
     temporal = any("tIoU" in scores[k] for k in rows)
     ungated = any("JF_ungated" in scores[k] for k in rows)
+    true_span = any("JF_true_span_ungated" in scores[k] for k in rows)
     head = f"{'':<16}{'J':>8}{'F':>8}{'J&F':>8}{'n':>7}  |{'empty J':>9}{'F':>8}{'J&F':>8}"
     if temporal:
         head += f"  |{'tIoU':>7}{'J&F in':>8}"
     if ungated:
         head += f"  |{'ungated':>8}"
+    if true_span:
+        head += f"{'true span':>10}"
     lines = [title] if title else []
     lines += [head, "-" * len(head)]
     for k in rows:
@@ -96,6 +103,8 @@ def format_table(scores: dict[str, Any], title: str = "") -> str:
             line += f"  |{100 * s.get('tIoU', float('nan')):7.2f}{100 * s.get('JF_in', float('nan')):8.2f}"
         if ungated:
             line += f"  |{100 * s.get('JF_ungated', float('nan')):8.2f}"
+        if true_span:
+            line += f"{100 * s.get('JF_true_span_ungated', float('nan')):10.2f}"
         lines.append(line)
     missing = scores["overall"].get("missing_questions", 0)
     if missing:

@@ -84,7 +84,8 @@ def score_and_report(
     """Score ``jobs`` against ``opts.predictions``, write ``scores.json`` etc. to ``opts.out``.
 
     ``ungated``: the scores of the same predictions before span gating; each row then also carries their
-    J&F as ``JF_ungated``.
+    J&F as ``JF_ungated`` and, where the benchmark has spans, their J&F gated by the true span as
+    ``JF_true_span_ungated`` (the score with a perfect span: what the span costs against what the masks cost).
     """
     pred_dir = opts.predictions
     if not pred_dir.is_dir():
@@ -103,6 +104,8 @@ def score_and_report(
     for key, row in (ungated or {}).items():
         if key != "baseline_empty" and key in scores:
             scores[key]["JF_ungated"] = row["JF"]
+            if "JF_true_span" in row:
+                scores[key]["JF_true_span_ungated"] = row["JF_true_span"]
     table = format_table(scores, title)
     write_outputs(opts.out, records, scores, table)
     if opts.visualize > 0:

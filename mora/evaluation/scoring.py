@@ -104,6 +104,9 @@ def score_job(job: ScoreJob, pred_dir: str | os.PathLike) -> dict[str, Any]:
         record["tIoU"] = span_iou(pspan, job.gt_span)
         inside = np.array([job.gt_span[0] <= i <= job.gt_span[1] for i in job.frame_indices])
         record["JF_in"] = float((j[inside].mean() + f[inside].mean()) / 2) if inside.any() else None
+        # the same masks gated by the true span (empty outside it): what a perfect [LOC] would score
+        j_true, f_true = np.where(inside, j, j_empty), np.where(inside, f, f_empty)
+        record["JF_true_span"] = float((j_true.mean() + f_true.mean()) / 2)
     return record
 
 

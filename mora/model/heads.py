@@ -220,7 +220,9 @@ class MaskPooledSpanHead(nn.Module):
         z = keys + query.unsqueeze(1)
         logits = self.mlp(z).squeeze(-1)  # [B, T]
         if self.cells:
-            logits = logits + self._cell_scores(videos, video_index, flat, loc_hidden, question_states, cell_motion)
+            logits = logits + self._cell_scores(
+                videos, video_index, flat, loc_hidden, question_states, cell_motion
+            )
         return logits
 
     def _cell_scores(
@@ -243,7 +245,9 @@ class MaskPooledSpanHead(nn.Module):
             V, T, n = videos.shape[:3]
             if cell_motion is None or cell_motion.shape[:2] != (V, T) or cell_motion[0, 0].numel() != 4 * n:
                 got = None if cell_motion is None else tuple(cell_motion.shape)
-                raise ValueError(f"this span head reads each cell's motion; pass cell_motion [{V}, {T}, h, w, 4], got {got}")
+                raise ValueError(
+                    f"this span head reads each cell's motion; pass cell_motion [{V}, {T}, h, w, 4], got {got}"
+                )
             keys = keys + self.cell_flow(cell_motion.to(dtype).reshape(V, T, n, 4))
         query = self.cell_query(loc_hidden.to(dtype))  # [B, dim]
         if self.cell_question is not None:

@@ -97,7 +97,11 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             TemporalHead(hidden, config.temporal_head_dim)
             if config.span_head == "tokens"
             else MaskPooledSpanHead(
-                hidden, config.temporal_head_dim, config.span_question, config.span_cells, config.span_cell_flow
+                hidden,
+                config.temporal_head_dim,
+                config.span_question,
+                config.span_cells,
+                config.span_cell_flow,
             )
         )
         self.frame_prompt_reader = (
@@ -543,9 +547,13 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             cell_motion = None
             if self.temporal_head.cell_flow is not None:
                 if mask_pixel_values is None:
-                    raise ValueError("span_cell_flow reads the clips' motion: pass mask_pixel_values [V, T, 3, S, S]")
+                    raise ValueError(
+                        "span_cell_flow reads the clips' motion: pass mask_pixel_values [V, T, 3, S, S]"
+                    )
                 grid = tuple(features.grid.shape[2:4])
-                cell_motion = normal_flow(mask_pixel_values.to(loc_states.device), grid) / 4  # [V, T, h, w, 4]
+                cell_motion = (
+                    normal_flow(mask_pixel_values.to(loc_states.device), grid) / 4
+                )  # [V, T, h, w, 4]
             return self.temporal_head(
                 loc_states, features.tokens, mask_logits.sigmoid(), question_states, video_index, cell_motion
             )

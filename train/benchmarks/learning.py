@@ -56,6 +56,7 @@ def verdict(scores: dict) -> dict:
         "ungated_JF": scores["overall"].get("JF_ungated"),
         "tIoU": scores["overall"].get("tIoU"),
         "JF_in_span": scores["overall"].get("JF_in"),
+        "true_span_JF": scores["overall"].get("JF_true_span_ungated"),
         "per_type": {t: scores[t]["JF"] for t in types},
         "margins": margins,
         "passed": scores["overall"]["JF"] >= TARGET_OVERALL
@@ -126,7 +127,12 @@ def which_object_report(pred_dir: Path, data_root: Path, seed: int) -> dict | No
 def line(name: str, r: dict) -> str:
     types = " ".join(f"{t[:5]} {r['per_type'][t]:.3f} ({r['margins'][t]:+.3f})" for t in r["per_type"])
     extra = []
-    for key, label in (("ungated_JF", "ungated"), ("tIoU", "tIoU"), ("JF_in_span", "in-span")):
+    for key, label in (
+        ("ungated_JF", "ungated"),
+        ("tIoU", "tIoU"),
+        ("JF_in_span", "in-span"),
+        ("true_span_JF", "true span"),
+    ):
         if r.get(key) is not None:
             extra.append(f"{label} {r[key]:.3f}")
     return (
