@@ -129,6 +129,10 @@ class MoRAConfig(PretrainedConfig):
             their mask-weighted log-sum-exp to each frame's logit (`MaskPooledSpanHead`): a mask that covers the
             answer and another object moving another way no longer mixes their motions.
         span_cell_flow: those cell scores also read each cell's motion estimate (`normal_flow` of the clip).
+        span_motion_match: each cell under the mask is also scored by the match of its motion estimate with the
+            motion the question asks for (a linear map of the question's words; needs ``span_question``), and
+            the frame gets their mask-weighted log-sum-exp: a Descriptive span is when a part of the masked
+            object moves the asked way.
         frame_prompts: experimental (no preset or recipe turns it on; tested in
             ``tests/test_model_forward.py``): add a per-frame prompt token (the ``[SEG]`` state's attention
             readout over the frame's visual + motion tokens) beside the ``[SEG]`` projection.
@@ -193,6 +197,7 @@ class MoRAConfig(PretrainedConfig):
     span_question: bool = False
     span_cells: bool = False
     span_cell_flow: bool = False
+    span_motion_match: bool = False
     frame_prompts: bool = False
     seg_hidden_offset: int = 0
     loc_hidden_offset: int = 0
@@ -277,6 +282,10 @@ class MoRAConfig(PretrainedConfig):
             raise ValueError(f"span_cells needs span_head='mask_pooled', got {self.span_head!r}")
         if self.span_cell_flow and not self.span_cells:
             raise ValueError("span_cell_flow scores cells: it needs span_cells=True")
+        if self.span_motion_match and not self.span_question:
+            raise ValueError(
+                "span_motion_match reads the asked motion from the question: it needs span_question=True"
+            )
         if self.motion_grid < 1:
             raise ValueError(f"motion_grid must be >= 1, got {self.motion_grid}")
         if self.motion_dense_prompt_dim < 1:

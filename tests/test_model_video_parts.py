@@ -425,6 +425,7 @@ def test_grid_flow_lets_the_query_select_what_moves_its_way_and_keeps_windows_ex
         {"pixel_mask_motion_match": 8},
         {"span_question": True},
         {"span_question": True, "span_cells": True, "span_cell_flow": True},
+        {"span_question": True, "span_motion_match": True},
     ],
 )
 def test_question_reading_model_predicts_as_it_trains_and_needs_the_question_mask(option):

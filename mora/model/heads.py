@@ -116,16 +116,18 @@ class MaskPooledSpanHead(nn.Module):
     moves *the asked way*, and the direction word reaches that mean from the first step while the ``[LOC]``
     state of a model trained from scratch barely depends on it (session 9).
 
-    With ``cells=True`` each grid cell is also scored on its own, from its token and the same query, and the
-    frame gets the mask-weighted log-sum-exp of its cells' scores ("some part of the masked object moves the
-    way the question asks")::
+    Each grid cell can also be scored on its own, and the frame then gets the mask-weighted log-sum-exp of its
+    cells' scores ("some part of the masked object moves the way the question asks")::
 
-        s_{t,c} = u . GELU(K_c norm(x_{t,c}) + Q_c loc [+ Q'_c question]);   logit_t += log sum_c wbar_{t,c} exp(s_{t,c})
+        logit_t += log sum_c wbar_{t,c} exp(s_{t,c}),     s_{t,c} = a . m_{t,c}  [+ u . GELU(K_c norm(x_{t,c}) [+ M m_{t,c}] + Q_c loc + Q'_c question)]
 
-    with wbar the mask's weights on the grid normalised over the frame. Pooled features of a mask that covers
-    the answer and another object moving another way mix both motions, so the frame-level key cannot tell
-    whether the answer moves the asked way; each cell's own score can. u starts at zero, so the head starts as
-    the pooled one.
+    with wbar the mask's weights on the grid normalised over the frame, m_{t,c} the cell's motion estimate
+    (dx, dy to the previous and next frame, `normal_flow` / 4) and, with ``motion_match=True``, a = A question
+    the motion the question asks for (a linear map of the question's words, so "left" points a to the left
+    from the first steps); ``cells=True`` adds the learned score of the cell's token (``cell_flow``: and of its
+    motion). Pooled features of a mask that covers the answer and another object moving another way mix both
+    motions, so the frame-level key cannot tell whether the answer moves the asked way; each cell's own score
+    can. A and u start at zero, so the head starts as the pooled one.
 
     The mask probabilities are detached: the span loss does not pull masks towards frames it likes.
     """
@@ -134,7 +136,13 @@ class MaskPooledSpanHead(nn.Module):
     SHIFT_FRAMES = 8  # shifts are reported per 1/8 of the clip
 
     def __init__(
-        self, hidden_size: int, dim: int, question: bool = False, cells: bool = False, cell_flow: bool = False
+        self,
+        hidden_size: int,
+        dim: int,
+        question: bool = False,
+        cells: bool = False,
+        cell_flow: bool = False,
+        motion_match: bool = False,
     ) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(hidden_size)
@@ -154,6 +162,12 @@ class MaskPooledSpanHead(nn.Module):
             raise ValueError("MaskPooledSpanHead(cell_flow=True) scores cells: it needs cells=True")
         # each cell's motion estimate (dx, dy to the previous and next frame) beside its token
         self.cell_flow = nn.Linear(4, dim) if cell_flow else None
+        if motion_match and not question:
+            raise ValueError("MaskPooledSpanHead(motion_match=True) reads the asked motion from the question")
+        self.motion_match = nn.Linear(hidden_size, 4) if motion_match else None
+        if motion_match:
+            nn.init.zeros_(self.motion_match.weight)
+            nn.init.zeros_(self.motion_match.bias)
 
     @classmethod
     def mask_motion(cls, weights: torch.Tensor) -> torch.Tensor:
@@ -193,7 +207,7 @@ class MaskPooledSpanHead(nn.Module):
         ``video_index [B]`` (default: V = B, question b reads video b); mask_probs ``[B, T, S, S]`` predicted mask
         probabilities; question_states ``[B, D]`` (required when the head reads the question); cell_motion
         ``[V, T, h, w, 4]`` each cell's (dx, dy) to the previous and next frame (`normal_flow` / 4; required with
-        ``cell_flow``). Returns span logits ``[B, T]``."""
+        ``cell_flow`` or ``motion_match``). Returns span logits ``[B, T]``."""
         B = loc_hidden.shape[0]
         if video_index is None:
             video_index = torch.arange(B, device=frame_tokens.device)
@@ -219,7 +233,7 @@ class MaskPooledSpanHead(nn.Module):
             query = query + self.question_query(question_states.to(dtype))
         z = keys + query.unsqueeze(1)
         logits = self.mlp(z).squeeze(-1)  # [B, T]
-        if self.cells:
+        if self.cells or self.motion_match is not None:
             logits = logits + self._cell_scores(
                 videos, video_index, flat, loc_hidden, question_states, cell_motion
             )
@@ -237,21 +251,30 @@ class MaskPooledSpanHead(nn.Module):
         """``[B, T]`` log sum_c wbar_{t,c} exp(s_{t,c}) of the cells' own scores (see the class docstring).
 
         Args: videos ``[V, T, n, D]``; video_index ``[B]``; weights ``[B, T, n]`` the mask on the grid;
-        loc_hidden / question_states ``[B, D]``; cell_motion ``[V, T, h, w, 4]`` (with ``cell_flow``).
+        loc_hidden / question_states ``[B, D]``; cell_motion ``[V, T, h, w, 4]`` (with ``cell_flow`` or
+        ``motion_match``).
         """
-        dtype = self.cell_key.weight.dtype
-        keys = self.cell_key(self.cell_norm(videos.to(dtype)))  # [V, T, n, dim], once per video
-        if self.cell_flow is not None:
-            V, T, n = videos.shape[:3]
+        dtype = self.key.weight.dtype
+        V, T, n = videos.shape[:3]
+        motion = None
+        if self.cell_flow is not None or self.motion_match is not None:
             if cell_motion is None or cell_motion.shape[:2] != (V, T) or cell_motion[0, 0].numel() != 4 * n:
                 got = None if cell_motion is None else tuple(cell_motion.shape)
                 raise ValueError(
                     f"this span head reads each cell's motion; pass cell_motion [{V}, {T}, h, w, 4], got {got}"
                 )
-            keys = keys + self.cell_flow(cell_motion.to(dtype).reshape(V, T, n, 4))
-        query = self.cell_query(loc_hidden.to(dtype))  # [B, dim]
-        if self.cell_question is not None:
-            query = query + self.cell_question(question_states.to(dtype))
-        scores = self.cell_out(F.gelu(keys[video_index] + query[:, None, None])).squeeze(-1)  # [B, T, n]
+            motion = cell_motion.to(dtype).reshape(V, T, n, 4)
+        scores = weights.new_zeros(weights.shape, dtype=dtype)  # [B, T, n]
+        if self.cells:
+            keys = self.cell_key(self.cell_norm(videos.to(dtype)))  # [V, T, n, dim], once per video
+            if self.cell_flow is not None:
+                keys = keys + self.cell_flow(motion)
+            query = self.cell_query(loc_hidden.to(dtype))  # [B, dim]
+            if self.cell_question is not None:
+                query = query + self.cell_question(question_states.to(dtype))
+            scores = scores + self.cell_out(F.gelu(keys[video_index] + query[:, None, None])).squeeze(-1)
+        if self.motion_match is not None:
+            asked = self.motion_match(question_states.to(dtype))  # [B, 4]
+            scores = scores + torch.einsum("bk,btnk->btn", asked, motion[video_index])
         share = weights / weights.sum(-1, keepdim=True).clamp_min(1e-4)  # [B, T, n]
         return torch.logsumexp(scores + torch.log(share + 1e-6), dim=-1)

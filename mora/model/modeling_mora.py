@@ -102,6 +102,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
                 config.span_question,
                 config.span_cells,
                 config.span_cell_flow,
+                config.span_motion_match,
             )
         )
         self.frame_prompt_reader = (
@@ -545,10 +546,10 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             if mask_logits is None:
                 raise ValueError("span_head='mask_pooled' needs the predicted mask logits of every frame")
             cell_motion = None
-            if self.temporal_head.cell_flow is not None:
+            if self.temporal_head.cell_flow is not None or self.temporal_head.motion_match is not None:
                 if mask_pixel_values is None:
                     raise ValueError(
-                        "span_cell_flow reads the clips' motion: pass mask_pixel_values [V, T, 3, S, S]"
+                        "this span head reads the clips' motion: pass mask_pixel_values [V, T, 3, S, S]"
                     )
                 grid = tuple(features.grid.shape[2:4])
                 cell_motion = (
