@@ -426,6 +426,7 @@ def test_grid_flow_lets_the_query_select_what_moves_its_way_and_keeps_windows_ex
         {"span_question": True},
         {"span_question": True, "span_cells": True, "span_cell_flow": True},
         {"span_question": True, "span_motion_match": True},
+        {"span_question": True, "span_motion_match": True, "pixel_mask_grid_flow": True},
     ],
 )
 def test_question_reading_model_predicts_as_it_trains_and_needs_the_question_mask(option):
@@ -444,3 +445,40 @@ def test_question_reading_model_predicts_as_it_trains_and_needs_the_question_mas
     assert not np.allclose(pred.frame_scores, other.frame_scores)  # the direction word reaches the span
     with pytest.raises(ValueError, match="question_mask"):
         model(**{k: v for k, v in batch.items() if k != "question_mask"})
+
+
+def test_cell_motion_is_estimated_once_per_step_and_once_per_clip(monkeypatch):
+    """The pixel path's grid term and the span head's cells read one `cell_motion` of the clips."""
+    import mora.model.modeling_mora as modeling
+
+    options = dict(span_question=True, span_cells=True, span_cell_flow=True, span_motion_match=True)
+    model = tiny_model("llava", "sam", seed=4, pixel_mask_grid_flow=True, **options).eval()
+    _randomise(model.temporal_head, seed=2)
+    calls = []
+
+    def counted(pixel_values, grid, *args, **kwargs):
+        calls.append(tuple(pixel_values.shape))
+        return normal_flow(pixel_values, grid, *args, **kwargs)
+
+    monkeypatch.setattr(modeling, "normal_flow", counted)
+    clip, masks = moving_square_clip()
+    question = "Which object moves to the left?"
+    batch = model.processor([clip], [question], answers=[ANSWER_WITH_SPAN], masks=[masks], spans=[(1, 3)])
+    with torch.no_grad():
+        out = model(**batch)
+    assert len(calls) == 1 and calls[0][:2] == tuple(batch["mask_pixel_values"].shape[:2])
+    calls.clear()
+    with torch.no_grad():
+        pred = model.predict(clip, question, mode="template", gate=True)
+    assert len(calls) == 1  # kept on the clip for the span and every decoded window
+    np.testing.assert_allclose(pred.frame_scores, out.span_logits[0].sigmoid().numpy(), atol=1e-4)
+    # a precomputed estimate gives the same logits as the one computed inside
+    features = model.encode_video(batch["pixel_values"])[0]
+    motion = model.cell_motion(batch["mask_pixel_values"], features)
+    seg = torch.randn(1, model.config.hidden_size)
+    with torch.no_grad():
+        inner = model.pixel_logits(batch["mask_pixel_values"], features, seg)
+        given = model.pixel_logits(batch["mask_pixel_values"], features, seg, cell_motion=motion)
+    torch.testing.assert_close(inner, given)
+    plain = tiny_model("llava", "sam", seed=4)
+    assert not plain.reads_cell_motion and plain.cell_motion(batch["mask_pixel_values"], features) is None

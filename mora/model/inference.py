@@ -253,6 +253,7 @@ def _ground(
             seg_state,
             clip.engine_cache,
             question_state,
+            _cell_motion(model, clip),
         )
         if pooled
         else None
@@ -261,7 +262,14 @@ def _ground(
     if located:
         span_masks = None if all_logits is None else all_logits[None]
         span_logits = model.span_logits_from(
-            loc_state, features, motion, span_masks, question_state, None, _pix(model, clip)[None]
+            loc_state,
+            features,
+            motion,
+            span_masks,
+            question_state,
+            None,
+            _pix(model, clip)[None],
+            _cell_motion(model, clip),
         )
         probs = span_logits.sigmoid()[0]  # [T]
         scores = probs.float().cpu().numpy()
@@ -273,6 +281,13 @@ def _ground(
 
 def _pix(model, clip: EncodedClip) -> torch.Tensor:
     return clip.mask_pixel_values.to(model.device)
+
+
+def _cell_motion(model, clip: EncodedClip) -> torch.Tensor | None:
+    """``[1, T, h, w, 4]`` the clip's `cell_motion`, computed on first use and kept on the clip."""
+    if clip.cell_motion is None:
+        clip.cell_motion = model.cell_motion(_pix(model, clip)[None], clip.features)
+    return clip.cell_motion
 
 
 @torch.inference_mode()
@@ -300,6 +315,7 @@ def clip_masks(
         seg_state=g.seg_state,
         cache=clip.engine_cache,
         question_state=g.question_state,
+        cell_motion=_cell_motion(model, clip),
     )
     all_logits = g.all_logits
     if all_logits is None and with_ungated and g.segmented:
@@ -367,17 +383,23 @@ def _decode_frames(
     seg_state=None,
     cache: dict | None = None,
     question_state=None,
+    cell_motion=None,
 ) -> torch.Tensor:
     """``[T, S, S]`` logits of one clip ``pix [T, 3, S, S]``: ``frames`` decoded in chunks (bounded memory),
-    the others -1 (``seg_state [1, D]``: the ``[SEG]`` state, and ``question_state [1, D]``, for the pixel
-    mask path; ``cache``: see `_window_prompts`)."""
+    the others -1 (``seg_state [1, D]``: the ``[SEG]`` state, ``question_state [1, D]`` and ``cell_motion
+    [1, T, h, w, 4]``, for the pixel mask path; ``cache``: see `_window_prompts`)."""
     logits = torch.full((pix.shape[0], *pix.shape[-2:]), -1.0, device=model.device)  # [T, S, S]
     for start in range(0, len(frames), DECODE_CHUNK):
         chunk = frames[start : start + DECODE_CHUNK]
         feats, dense = _window_prompts(model, pix, chunk, features, cache)
         logits[chunk] = model.mask_engine.decode(feats, prompts[chunk], dense)
         pixel = model.pixel_logits(
-            pix[None], features, seg_state, frames=chunk, question_states=question_state
+            pix[None],
+            features,
+            seg_state,
+            frames=chunk,
+            question_states=question_state,
+            cell_motion=cell_motion,
         )  # [1, n, S, S] | None
         if pixel is not None:
             logits[chunk] += pixel[0].to(logits.device)

@@ -382,6 +382,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         video_index: torch.Tensor | None = None,
         seg_states: torch.Tensor | None = None,
         question_states: torch.Tensor | None = None,
+        cell_motion: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Decode every frame of every question with its prompts.
 
@@ -394,6 +395,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
                 required when the path is on).
             question_states: ``[B, D]`` `question_states` of each question (required when the path matches
                 the question against motion, ``config.pixel_mask_motion_match``).
+            cell_motion: ``[V, T, h, w, 4]`` `cell_motion` of the clips (computed here when None).
 
         Returns:
             mask logits ``[B, T, S, S]`` float32.
@@ -410,7 +412,12 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             feats = feats.select(rows)
             dense = None if dense is None else dense[rows.to(dense.device)]
         pixel = self.pixel_logits(
-            mask_pixel_values, features, seg_states, index, question_states=question_states
+            mask_pixel_values,
+            features,
+            seg_states,
+            index,
+            question_states=question_states,
+            cell_motion=cell_motion,
         )
         logits = self.mask_engine.decode(feats, prompts.flatten(0, 1), dense)  # [B*T, S, S]
         logits = logits.view(B, T, *logits.shape[-2:])
@@ -424,6 +431,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         video_index: torch.Tensor | None = None,
         frames: list[int] | None = None,
         question_states: torch.Tensor | None = None,
+        cell_motion: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """``[B, T', S, S]`` logits of the `PixelMaskPath` (None when it is off).
 
@@ -434,6 +442,8 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
             video_index: ``[B]`` the video of each question (default: question b, video b).
             frames: decode these T' frames of the clips only (default: all T), e.g. a window at inference.
             question_states: ``[B, D]`` `question_states` (for the path's motion match, when it has one).
+            cell_motion: ``[V, T, h, w, 4]`` `cell_motion` of the whole clips (computed here when None and the
+                path reads it).
         """
         if self.pixel_mask_path is None:
             return None
@@ -449,9 +459,33 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         motion = None
         if self.pixel_mask_path.grid_flow is not None and grid is not None:
             # the whole clips' motion, so a window of frames reads the same as the clip
-            motion = normal_flow(mask_pixel_values.to(seg_states.device), tuple(grid.shape[2:4])) / 4
+            if cell_motion is None:
+                cell_motion = self.cell_motion(mask_pixel_values, features)
+            motion = cell_motion.to(seg_states.device)
             motion = motion if frames is None else motion[:, frames]  # [V, T', h, w, 4]
         return self.pixel_mask_path(inputs, seg_states, grid, index, question_states, motion)
+
+    @property
+    def _span_reads_motion(self) -> bool:
+        head = self.temporal_head
+        return isinstance(head, MaskPooledSpanHead) and (
+            head.cell_flow is not None or head.motion_match is not None
+        )
+
+    @property
+    def reads_cell_motion(self) -> bool:
+        """Whether a head reads `cell_motion` (the pixel path's grid term or the span head's cells)."""
+        path = self.pixel_mask_path
+        return (path is not None and path.grid_flow is not None) or self._span_reads_motion
+
+    def cell_motion(self, mask_pixel_values: torch.Tensor, features: VisualFeatures) -> torch.Tensor | None:
+        """``[V, T, h, w, 4]`` each vision-grid cell's (dx, dy) from the previous and to the next frame of the
+        clips ``mask_pixel_values [V, T, 3, S, S]`` (`normal_flow` / 4, on the grid of ``features``), or None
+        when no head reads it. Computed once per step and shared by the pixel path and the span head."""
+        if not self.reads_cell_motion:
+            return None
+        grid = tuple(features.grid.shape[2:4])
+        return normal_flow(mask_pixel_values.to(self.device), grid) / 4
 
     @property
     def reads_question(self) -> bool:
@@ -533,6 +567,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         question_states: torch.Tensor | None = None,
         video_index: torch.Tensor | None = None,
         mask_pixel_values: torch.Tensor | None = None,
+        cell_motion: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``[B, T]`` span logits from ``[LOC]`` states ``[B, D]``.
 
@@ -540,21 +575,21 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         the head reads it, ``config.span_cell_flow``) are those of the videos ``video_index [B]`` (default: of
         the same B).
         ``mask_logits [B, T, S, S]`` (the answer's predicted masks) are required by the mask-pooled head, and
-        ``question_states [B, D]`` when it reads the question (``config.span_question``).
+        ``question_states [B, D]`` when it reads the question (``config.span_question``); ``cell_motion`` the
+        clips' `cell_motion` when already computed (else it comes from ``mask_pixel_values``).
         """
         if isinstance(self.temporal_head, MaskPooledSpanHead):
             if mask_logits is None:
                 raise ValueError("span_head='mask_pooled' needs the predicted mask logits of every frame")
-            cell_motion = None
-            if self.temporal_head.cell_flow is not None or self.temporal_head.motion_match is not None:
+            if not self._span_reads_motion:
+                cell_motion = None
+            elif cell_motion is None:
                 if mask_pixel_values is None:
                     raise ValueError(
                         "this span head reads the clips' motion: pass mask_pixel_values [V, T, 3, S, S]"
                     )
-                grid = tuple(features.grid.shape[2:4])
-                cell_motion = (
-                    normal_flow(mask_pixel_values.to(loc_states.device), grid) / 4
-                )  # [V, T, h, w, 4]
+                cell_motion = self.cell_motion(mask_pixel_values, features)  # [V, T, h, w, 4]
+            cell_motion = None if cell_motion is None else cell_motion.to(loc_states.device)
             return self.temporal_head(
                 loc_states, features.tokens, mask_logits.sigmoid(), question_states, video_index, cell_motion
             )
@@ -630,6 +665,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
         question_motion = None if motion is None else motion[index.to(motion.device)]
         pooled_span = isinstance(self.temporal_head, MaskPooledSpanHead)
         question_states = self.question_states(hidden, question_mask)  # [B, D] | None
+        cell_motion = self.cell_motion(mask_pixel_values, features)  # [V, T, h, w, 4] | None
         mask_logits = prompts = None
         if bool(has_seg.all()) or (pooled_span and bool(has_loc.any())):
             prompts = self.engine_prompts(seg_states, question_features, question_motion)  # [B, T, P, C]
@@ -640,11 +676,19 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
                 index,
                 seg_states,
                 question_states,
+                cell_motion,
             )
         span_logits = None
         if bool(has_loc.any()):
             span = self.span_logits_from(
-                loc_states, features, motion, mask_logits, question_states, index, mask_pixel_values
+                loc_states,
+                features,
+                motion,
+                mask_logits,
+                question_states,
+                index,
+                mask_pixel_values,
+                cell_motion,
             )
             span_logits = span * has_loc.unsqueeze(-1)
 

@@ -47,6 +47,8 @@ class EncodedClip:
         features, motion, llm_idx: `MoRAForVideoGrounding.encode_video` of ``pixel_values``.
         engine_cache: when a dict, the mask-engine features of the frame windows decoded so far, reused by
             later questions about the clip (None: nothing is kept, as in `predict`).
+        cell_motion: ``[1, T, h, w, 4]`` `MoRAForVideoGrounding.cell_motion` of the clip once computed (the
+            pixel path and the span head read it; None until then or when no head reads it).
     """
 
     frames: Any
@@ -57,6 +59,7 @@ class EncodedClip:
     motion: torch.Tensor | None
     llm_idx: list[int]
     engine_cache: dict | None = None
+    cell_motion: torch.Tensor | None = None
 
     @property
     def num_frames(self) -> int:
