@@ -27,10 +27,6 @@ setup() {
     touch "$stamp"
 }
 
-# glibc hands every large CPU activation buffer back to the kernel when it is freed and faults it in again on
-# the next step: about a fifth of a tiny-default step on 2 cores (train/README.md, session 16). Keep freed memory
-# in the process instead (glibc only; ignored elsewhere; a GLIBC_TUNABLES already set wins).
-export GLIBC_TUNABLES=${GLIBC_TUNABLES:-glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296}
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1}
 export TOKENIZERS_PARALLELISM=false
 export TORCH_EXTENSIONS_DIR=${TORCH_EXTENSIONS_DIR:-$ROOT/.torch_extensions}

@@ -200,7 +200,23 @@ def test_default_flow_of_run_sh(tmp_path, monkeypatch):
     data, out = tmp_path / "synthetic", tmp_path / "run"
     args = [*TINY[2:], f"data.datasets.0.spec.root={data}", f"train.output_dir={out}", "train.max_steps=2"]
     monkeypatch.setattr(sys, "argv", ["train/launch.py", *args])
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    envs = []
+    call = launch.subprocess.call
+
+    def spy(cmd, **kwargs):
+        envs.append(kwargs.get("env"))
+        return call(cmd, **kwargs)
+
+    monkeypatch.setattr(launch.subprocess, "call", spy)
     assert launch.main() == 0
+    # training and evaluation run with glibc keeping freed memory (a user's own setting would win)
+    assert (
+        len(envs) == 3
+        and [e and e.get("GLIBC_TUNABLES") for e in envs[1:]] == [launch.CPU_MALLOC_TUNABLES] * 2
+    )
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    assert launch.cpu_env()["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2"
     assert (data / "train.json").is_file() and (data / "test.json").is_file()
     assert _final(out)["step"] == 2 and (out / "export" / "config.json").is_file()
     scores = json.loads((out / "eval" / "scores.json").read_text())
