@@ -97,6 +97,11 @@ class MoRAConfig(PretrainedConfig):
         video_flow_embedding: that motion estimate, linearly embedded, is also added to the adapter's output
             grid (a non-zero-initialised path beside the zero-initialised residual), so the direction of motion
             reaches the language model, the grounding reader and the pixel mask path from the first step.
+        motion_reference_frames: the cells' motion estimates (`normal_flow` between neighbouring sampled frames,
+            read by the video adapter, the pixel mask path and the span head) are rescaled to the time scale of
+            this many frames spread over the clip (`motion_time_scale`: ``(T - 1) / (R - 1)``), so a model
+            trained on clips of R frames reads the same speeds on GroundMoRe's 20 evaluation frames; None = per
+            pair of sampled frames, whatever their spacing.
         grounding_reader_layers: decoder layers of the `GroundingReader`, in which the ``[SEG]`` and ``[LOC]``
             states attend to every frame's full grid tokens before the heads read them; 0 = off.
         grounding_reader_heads: its attention heads.
@@ -133,6 +138,9 @@ class MoRAConfig(PretrainedConfig):
             motion the question asks for (a linear map of the question's words; needs ``span_question``), and
             the frame gets their mask-weighted log-sum-exp: a Descriptive span is when a part of the masked
             object moves the asked way.
+        span_motion_direction: the motion match reads each cell's direction of motion (`MaskPooledSpanHead.direction`:
+            about unit length wherever the cell moves) instead of its displacement, so an object moving one pixel
+            per frame matches the asked direction as strongly as one moving two.
         frame_prompts: experimental (no preset or recipe turns it on; tested in
             ``tests/test_model_forward.py``): add a per-frame prompt token (the ``[SEG]`` state's attention
             readout over the frame's visual + motion tokens) beside the ``[SEG]`` projection.
@@ -185,6 +193,7 @@ class MoRAConfig(PretrainedConfig):
     video_adapter_differences: bool = False
     video_adapter_flow: bool = False
     video_flow_embedding: bool = False
+    motion_reference_frames: int | None = None
     grounding_reader_layers: int = 0
     grounding_reader_heads: int = 4
     use_video_dense_prompt: bool = False
@@ -198,6 +207,7 @@ class MoRAConfig(PretrainedConfig):
     span_cells: bool = False
     span_cell_flow: bool = False
     span_motion_match: bool = False
+    span_motion_direction: bool = False
     frame_prompts: bool = False
     seg_hidden_offset: int = 0
     loc_hidden_offset: int = 0
@@ -285,6 +295,14 @@ class MoRAConfig(PretrainedConfig):
         if self.span_motion_match and not self.span_question:
             raise ValueError(
                 "span_motion_match reads the asked motion from the question: it needs span_question=True"
+            )
+        if self.span_motion_direction and not self.span_motion_match:
+            raise ValueError(
+                "span_motion_direction normalises the span's motion match: it needs span_motion_match=True"
+            )
+        if self.motion_reference_frames is not None and self.motion_reference_frames < 2:
+            raise ValueError(
+                f"motion_reference_frames must be None or >= 2 (frames over a clip), got {self.motion_reference_frames}"
             )
         if self.motion_grid < 1:
             raise ValueError(f"motion_grid must be >= 1, got {self.motion_grid}")

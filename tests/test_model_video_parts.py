@@ -13,7 +13,14 @@ from mora.model.grounding_reader import GroundingReader
 from mora.model.heads import MaskPooledSpanHead
 from mora.model.packing import slots_by_video
 from mora.model.pixel_mask_path import PixelMaskPath
-from mora.model.video_adapter import VideoAdapter, _blur, neighbour_differences, normal_flow, triple_flow
+from mora.model.video_adapter import (
+    VideoAdapter,
+    _blur,
+    motion_time_scale,
+    neighbour_differences,
+    normal_flow,
+    triple_flow,
+)
 from mora.model.video_dense_prompt import VideoDensePrompt
 
 
@@ -209,6 +216,37 @@ def test_span_cells_score_each_masked_cell_where_the_pooled_mean_mixes_two_motio
     )
     with pytest.raises(ValueError, match="span_cells needs span_head='mask_pooled'"):
         tiny_model("llava", "sam", span_head="tokens", span_cells=True)
+
+
+def test_span_motion_direction_matches_a_slow_mover_as_strongly_as_a_fast_one():
+    """The span's motion match on a masked cell moving the asked way at speed v: proportional to v on raw
+    displacements, about the same for every v on directions; still cells add nothing either way."""
+    D, T, side = 8, 4, 4
+    states = torch.randn(1, D)
+    masks = torch.zeros(1, T, 32, 32)
+    masks[:, :, 8:16, 8:16] = 1.0  # cell 5 of the 4x4 grid
+    tokens = torch.zeros(1, T, side * side, D)
+    raw = MaskPooledSpanHead(D, 16, question=True, motion_match=True)
+    direction = MaskPooledSpanHead(D, 16, question=True, motion_match=True, motion_direction=True)
+    for head in (raw, direction):
+        torch.nn.init.normal_(head.motion_match.weight)
+    direction.load_state_dict(raw.state_dict())
+    asked = raw.motion_match(states).detach()[0]  # [4]
+
+    def match(head, speed: float) -> float:
+        motion = torch.zeros(1, T, side, side, 4)
+        motion[0, 1:3, 1, 1] = speed * asked / asked.norm()  # cell 5 moves the asked way on frames 1-2
+        with torch.no_grad():
+            logits = head(torch.zeros(1, D), tokens, masks, question_states=states, cell_motion=motion)
+        return float(logits[0, 1] - logits[0, 0])  # the moving frame against a still one
+
+    assert match(raw, 0.6) == pytest.approx(2 * match(raw, 0.3), rel=1e-3)
+    assert (
+        match(direction, 0.3) == pytest.approx(match(direction, 0.6), rel=0.05) and match(direction, 0.3) > 0
+    )
+    assert MaskPooledSpanHead.direction(torch.zeros(3, 4)).abs().max() == 0
+    with pytest.raises(ValueError, match="span_motion_direction"):
+        tiny_model("llava", "sam", span_motion_direction=True)
 
 
 def test_questions_sharing_a_video_equal_the_video_given_once_per_question():
@@ -482,3 +520,66 @@ def test_cell_motion_is_estimated_once_per_step_and_once_per_clip(monkeypatch):
     torch.testing.assert_close(inner, given)
     plain = tiny_model("llava", "sam", seed=4)
     assert not plain.reads_cell_motion and plain.cell_motion(batch["mask_pixel_values"], features) is None
+
+
+def _square_clip(num_frames: int, speed: int, size: int = 64) -> torch.Tensor:
+    """``[1, T, 3, S, S]`` a bright square moving right by ``speed`` pixels per frame on a fixed noisy background."""
+    g = torch.Generator().manual_seed(3)
+    background = torch.rand(3, size, size, generator=g) * 0.3
+    frames = background.expand(num_frames, 3, size, size).clone()
+    for t in range(num_frames):
+        x0 = 8 + speed * t
+        frames[t, :, 24:38, x0 : x0 + 14] = 1.0
+    return frames[None]
+
+
+def test_motion_time_scale_reads_the_same_speed_whatever_the_sampling():
+    """The same motion sampled at 13 and 25 frames over a clip: raw estimates differ by the frame gap, estimates
+    on a common time scale (`motion_time_scale`) agree."""
+    source = _square_clip(25, speed=1)  # 1 px per source frame
+    sparse, dense = source[:, ::2], source  # 13 frames (2 px apart), 25 frames (1 px apart)
+
+    def speed(clip: torch.Tensor, reference: int | None) -> float:
+        flow = normal_flow(clip, (8, 8))[0, 1:-1, ..., 0] * motion_time_scale(clip.shape[1], reference)
+        return flow[flow > 0.1].mean().item()  # dx of the cells the square moves in
+
+    assert speed(sparse, None) > 1.6 * speed(dense, None)  # per sampled-frame gap: twice as fast
+    assert speed(sparse, 13) == pytest.approx(speed(dense, 13), rel=0.2)
+    assert motion_time_scale(20, 12) == pytest.approx(19 / 11)
+    assert motion_time_scale(20, None) == 1.0 and motion_time_scale(1, 12) == 1.0
+
+
+def test_every_reader_of_the_cell_motion_uses_the_reference_time_scale():
+    """The adapter's flow, `cell_motion` (pixel path grid term, span head) and the pixel path's motion match."""
+    clip = _square_clip(9, speed=2)
+    scale = motion_time_scale(9, 5)  # 2.0
+    adapter = VideoAdapter(5, 8, 1, 2, flow_embedding=True, reference_frames=5)  # zero residual at init
+    grid = torch.randn(1, 9, 8, 8, 5)
+    with torch.no_grad():
+        expected = adapter.flow_embed(normal_flow(clip, (8, 8)) * scale / 4)
+        torch.testing.assert_close(adapter(grid, clip) - grid, expected)
+
+    options = dict(span_question=True, span_cells=True, span_cell_flow=True, span_motion_match=True)
+    plain = tiny_model("llava", "sam", seed=4, pixel_mask_grid_flow=True, **options).eval()
+    scaled = tiny_model(
+        "llava", "sam", seed=4, pixel_mask_grid_flow=True, motion_reference_frames=5, **options
+    )
+    features = plain.encode_video(torch.randn(1, 9, 3, 64, 64))[0]
+    mask_pix = clip.expand(1, 9, 3, 64, 64)
+    raw = plain.cell_motion(mask_pix, features)
+    torch.testing.assert_close(scaled.cell_motion(mask_pix, features), raw * scale)
+    assert raw.abs().max() > 0.1
+
+    path = PixelMaskPath(16, 5, 8, motion_match=4)
+    _randomise(path, seed=1)
+    inputs = path.inputs(clip)
+    states = torch.randn(1, 16)
+    rows = torch.zeros(1, dtype=torch.long)
+    once = path._motion_logits(inputs, states, rows, 1, (64, 64))
+    twice = path._motion_logits(inputs, states, rows, 1, (64, 64), motion_scale=2.0)
+    torch.testing.assert_close(
+        twice - once, once - path._motion_logits(inputs, states, rows, 1, (64, 64), 0.0)
+    )
+
+    with pytest.raises(ValueError, match="motion_reference_frames"):
+        tiny_model("llava", "sam", motion_reference_frames=1)

@@ -42,7 +42,7 @@ from mora.model.motion_tokens import MotionTokenizer
 from mora.model.outputs import MoRAOutput
 from mora.model.pixel_mask_path import PixelMaskPath
 from mora.model.trainable import LoraSettings, inject_lora
-from mora.model.video_adapter import VideoAdapter, normal_flow
+from mora.model.video_adapter import VideoAdapter, motion_time_scale, normal_flow
 from mora.model.video_dense_prompt import VideoDensePrompt
 from mora.processing.processing_mora import MoRAProcessor
 from mora.processing.visual_layout import sample_frame_indices
@@ -103,6 +103,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
                 config.span_cells,
                 config.span_cell_flow,
                 config.span_motion_match,
+                config.span_motion_direction,
             )
         )
         self.frame_prompt_reader = (
@@ -134,6 +135,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
                 config.video_adapter_differences,
                 config.video_adapter_flow,
                 config.video_flow_embedding,
+                config.motion_reference_frames,
             )
             if config.video_adapter_layers
             else None
@@ -463,7 +465,15 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
                 cell_motion = self.cell_motion(mask_pixel_values, features)
             motion = cell_motion.to(seg_states.device)
             motion = motion if frames is None else motion[:, frames]  # [V, T', h, w, 4]
-        return self.pixel_mask_path(inputs, seg_states, grid, index, question_states, motion)
+        return self.pixel_mask_path(
+            inputs,
+            seg_states,
+            grid,
+            index,
+            question_states,
+            motion,
+            motion_scale=self.motion_time_scale(mask_pixel_values.shape[1]),
+        )
 
     @property
     def _span_reads_motion(self) -> bool:
@@ -480,12 +490,18 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
 
     def cell_motion(self, mask_pixel_values: torch.Tensor, features: VisualFeatures) -> torch.Tensor | None:
         """``[V, T, h, w, 4]`` each vision-grid cell's (dx, dy) from the previous and to the next frame of the
-        clips ``mask_pixel_values [V, T, 3, S, S]`` (`normal_flow` / 4, on the grid of ``features``), or None
-        when no head reads it. Computed once per step and shared by the pixel path and the span head."""
+        clips ``mask_pixel_values [V, T, 3, S, S]`` (`normal_flow` / 4 on the grid of ``features``, on the time
+        scale of ``config.motion_reference_frames``), or None when no head reads it. Computed once per step and
+        shared by the pixel path and the span head."""
         if not self.reads_cell_motion:
             return None
         grid = tuple(features.grid.shape[2:4])
-        return normal_flow(mask_pixel_values.to(self.device), grid) / 4
+        scale = self.motion_time_scale(mask_pixel_values.shape[1]) / 4
+        return normal_flow(mask_pixel_values.to(self.device), grid) * scale
+
+    def motion_time_scale(self, num_frames: int) -> float:
+        """`motion_time_scale` of a clip of ``num_frames`` sampled frames under ``config.motion_reference_frames``."""
+        return motion_time_scale(num_frames, self.config.motion_reference_frames)
 
     @property
     def reads_question(self) -> bool:

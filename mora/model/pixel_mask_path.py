@@ -121,6 +121,7 @@ class PixelMaskPath(nn.Module):
         video_index: torch.Tensor | None = None,
         question_states: torch.Tensor | None = None,
         grid_motion: torch.Tensor | None = None,
+        motion_scale: float = 1.0,
     ) -> torch.Tensor:
         """Mask logits of the path.
 
@@ -134,6 +135,8 @@ class PixelMaskPath(nn.Module):
                 required when it is on).
             grid_motion: ``[V, T, h, w, 4]`` each grid cell's (dx, dy) from the previous and to the next frame
                 (`normal_flow` of the clips / 4; required with ``grid_flow``).
+            motion_scale: factor on the motion match's own estimates (`motion_time_scale` of the whole clip,
+                which a window of frames does not know).
 
         Returns:
             ``[B, T, S, S]`` float32 logits.
@@ -179,7 +182,9 @@ class PixelMaskPath(nn.Module):
             coarse = torch.bmm(packed, cells.transpose(1, 2)).view(V * slots, T, h, w)[rows]  # [B, T, h, w]
             logits = logits + F.interpolate(coarse, size=(H, W), mode="bilinear", align_corners=False)
         if self.motion_match is not None:
-            logits = logits + self._motion_logits(pixel_values, question_states, rows, slots, (H, W))
+            logits = logits + self._motion_logits(
+                pixel_values, question_states, rows, slots, (H, W), motion_scale
+            )
         if self.stem is not None:
             x = self.stem(pixel_values.flatten(0, 1).to(queries.dtype))  # [V*T, e, H/4, W/4]
             h, w = x.shape[-2:]
@@ -195,6 +200,7 @@ class PixelMaskPath(nn.Module):
         rows: torch.Tensor,
         slots: int,
         size: tuple[int, int],
+        motion_scale: float = 1.0,
     ) -> torch.Tensor:
         """``[B, T, S, S]``: the dot product of each question's asked-for motion with every cell's motion.
 
@@ -209,7 +215,8 @@ class PixelMaskPath(nn.Module):
             )
         V, T = inputs.shape[:2]
         g = self.motion_grid
-        motion = cell_motion(inputs, (g, g)).to(self.motion_match.weight.dtype).view(V, T * g * g, 4)
+        motion = cell_motion(inputs, (g, g)) * motion_scale
+        motion = motion.to(self.motion_match.weight.dtype).view(V, T * g * g, 4)
         asked = self.motion_match(question_states.to(self.motion_match.weight.dtype))  # [B, 4]
         packed = asked.new_zeros(V * slots, 4).index_copy(0, rows, asked).view(V, slots, 4)
         matched = torch.bmm(packed, motion.transpose(1, 2)).view(V * slots, T, g, g)[rows]  # [B, T, g, g]

@@ -93,6 +93,21 @@ def normal_flow(pixel_values: torch.Tensor, grid: tuple[int, int], sigma: float 
     return torch.cat([torch.cat([zero, between], 1), torch.cat([between, zero], 1)], dim=-1)
 
 
+def motion_time_scale(num_frames: int, reference_frames: int | None) -> float:
+    """Factor that puts motion between neighbouring frames of a clip sampled at ``num_frames`` frames on the time
+    scale of ``reference_frames`` frames spread over the same clip: ``(T - 1) / (R - 1)`` (1 when
+    ``reference_frames`` is None or the clip has a single frame).
+
+    Brightness-constancy estimates (`normal_flow`) are displacements between neighbouring *sampled* frames, so the
+    same object reads slower on GroundMoRe's 20 evaluation frames than on 12-frame training clips; rescaled, a
+    model reads the same speeds at training and evaluation (as `MoRAForVideoGrounding.motion_stride` does for
+    motion tokens).
+    """
+    if reference_frames is None or num_frames < 2:
+        return 1.0
+    return (num_frames - 1) / (reference_frames - 1)
+
+
 def triple_flow(frames: torch.Tensor, grid: tuple[int, int], sigma: float = 2.0) -> torch.Tensor:
     """`normal_flow` of frames given with their neighbours: ``frames [N, 3, c, H, W]`` (previous, this, next;
     a neighbour equal to the frame where there is none) -> ``[N, h, w, 4]``, equal to `normal_flow` of the
@@ -162,6 +177,10 @@ class VideoAdapter(nn.Module):
         heads: attention heads (must divide ``dim``).
         differences: each cell's input also holds its differences to the previous and next frame
             (``g_t - g_{t-1}``, ``g_{t+1} - g_t``; zero at the clip's ends): what arrived in and left the cell.
+        flow: each cell's input also holds its motion estimate (`normal_flow` / 4).
+        flow_embedding: that estimate, linearly embedded, is added to the output grid.
+        reference_frames: the estimate is put on the time scale of this many frames over the clip
+            (`motion_time_scale`); None = per pair of neighbouring sampled frames.
     """
 
     def __init__(
@@ -173,6 +192,7 @@ class VideoAdapter(nn.Module):
         differences: bool = False,
         flow: bool = False,
         flow_embedding: bool = False,
+        reference_frames: int | None = None,
     ) -> None:
         super().__init__()
         if layers < 1:
@@ -182,6 +202,7 @@ class VideoAdapter(nn.Module):
         self.dim = dim
         self.differences = differences
         self.flow = flow
+        self.reference_frames = reference_frames  # `motion_time_scale` of the motion estimate
         self.inp = nn.Linear((3 * in_dim if differences else in_dim) + (4 if flow else 0), dim)
         self.blocks = nn.ModuleList(SpaceTimeBlock(dim, heads) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
@@ -208,7 +229,8 @@ class VideoAdapter(nn.Module):
         if self.flow or self.flow_embed is not None:
             if pixel_values is None:
                 raise ValueError("this VideoAdapter reads per-cell motion; pass pixel_values [B, T, c, H, W]")
-            flow = (normal_flow(pixel_values, (h, w)) / 4).to(dtype)  # [B, T, h, w, 4]
+            scale = motion_time_scale(T, self.reference_frames) / 4
+            flow = (normal_flow(pixel_values, (h, w)) * scale).to(dtype)  # [B, T, h, w, 4]
         if self.flow:
             inputs = torch.cat([inputs, flow], dim=-1)
         x = self.inp(inputs).reshape(B, T, h * w, self.dim)  # [B, T, n, a]
