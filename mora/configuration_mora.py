@@ -124,6 +124,8 @@ class MoRAConfig(PretrainedConfig):
         pixel_mask_grid_flow: the `PixelMaskPath`'s grid term also reads each grid cell's motion (dx, dy) to the
             previous and next frame (`normal_flow` of the clip's mask-engine frames), so the ``[SEG]`` query can
             select the object that moves the asked way in the same dot product that selects by appearance.
+        pixel_mask_grid_direction: that grid term reads each cell's direction of motion (`motion_direction`) instead
+            of its displacement, so a slow mover is selected by its direction as strongly as a fast one.
         span_head: ``"tokens"`` (`TemporalHead`: the ``[LOC]`` query against each frame's visual and motion
             tokens) or ``"mask_pooled"`` (`MaskPooledSpanHead`: each frame scored from the grid tokens under
             the predicted mask of the answer object and that mask's motion; masks are decoded on every frame
@@ -138,7 +140,7 @@ class MoRAConfig(PretrainedConfig):
             motion the question asks for (a linear map of the question's words; needs ``span_question``), and
             the frame gets their mask-weighted log-sum-exp: a Descriptive span is when a part of the masked
             object moves the asked way.
-        span_motion_direction: the motion match reads each cell's direction of motion (`MaskPooledSpanHead.direction`:
+        span_motion_direction: the motion match reads each cell's direction of motion (`motion_direction`:
             about unit length wherever the cell moves) instead of its displacement, so an object moving one pixel
             per frame matches the asked direction as strongly as one moving two.
         frame_prompts: experimental (no preset or recipe turns it on; tested in
@@ -202,6 +204,7 @@ class MoRAConfig(PretrainedConfig):
     pixel_mask_stem: int = 0
     pixel_mask_motion_match: int = 0
     pixel_mask_grid_flow: bool = False
+    pixel_mask_grid_direction: bool = False
     span_head: str = "tokens"
     span_question: bool = False
     span_cells: bool = False
@@ -286,6 +289,10 @@ class MoRAConfig(PretrainedConfig):
             raise ValueError(f"span_head must be one of {SPAN_HEADS}, got {self.span_head!r}")
         if self.pixel_mask_grid_flow and not self.pixel_mask_dim:
             raise ValueError("pixel_mask_grid_flow needs the pixel mask path (pixel_mask_dim > 0)")
+        if self.pixel_mask_grid_direction and not self.pixel_mask_grid_flow:
+            raise ValueError(
+                "pixel_mask_grid_direction reads the cells' motion: it needs pixel_mask_grid_flow=True"
+            )
         if self.span_question and self.span_head != "mask_pooled":
             raise ValueError(f"span_question needs span_head='mask_pooled', got {self.span_head!r}")
         if self.span_cells and self.span_head != "mask_pooled":

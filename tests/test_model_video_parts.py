@@ -16,6 +16,7 @@ from mora.model.pixel_mask_path import PixelMaskPath
 from mora.model.video_adapter import (
     VideoAdapter,
     _blur,
+    motion_direction,
     motion_time_scale,
     neighbour_differences,
     normal_flow,
@@ -244,9 +245,36 @@ def test_span_motion_direction_matches_a_slow_mover_as_strongly_as_a_fast_one():
     assert (
         match(direction, 0.3) == pytest.approx(match(direction, 0.6), rel=0.05) and match(direction, 0.3) > 0
     )
-    assert MaskPooledSpanHead.direction(torch.zeros(3, 4)).abs().max() == 0
+    assert motion_direction(torch.zeros(3, 4)).abs().max() == 0
     with pytest.raises(ValueError, match="span_motion_direction"):
         tiny_model("llava", "sam", span_motion_direction=True)
+
+
+def test_pixel_grid_direction_selects_a_slow_mover_as_strongly_as_a_fast_one():
+    """The pixel path's grid term on a cell moving at speed v: its logit grows with v on raw displacements and
+    is about the same for every v on directions."""
+    raw = PixelMaskPath(query_dim=8, grid_dim=5, dim=4, grid_flow=True)
+    direction = PixelMaskPath(query_dim=8, grid_dim=5, dim=4, grid_flow=True, grid_direction=True)
+    _randomise(raw, seed=5)
+    direction.load_state_dict(raw.state_dict())
+    frames = torch.zeros(1, 3, 3, 64, 64)
+    grid = torch.zeros(1, 3, 8, 8, 5)
+    states = torch.randn(1, 8, generator=torch.Generator().manual_seed(2))
+    index = torch.zeros(1, dtype=torch.long)
+
+    def logit(path, speed: float) -> float:
+        motion = torch.zeros(1, 3, 8, 8, 4)
+        motion[0, 1, 3, 3] = torch.tensor([speed, 0.0, speed, 0.0])  # one cell moving right on frame 1
+        with torch.no_grad():
+            out = path(frames, states, grid, index, grid_motion=motion)
+        return float(out[0, 1, 28, 28] - out[0, 0, 28, 28])  # that cell's centre against a still frame
+
+    assert abs(logit(raw, 0.6)) == pytest.approx(2 * abs(logit(raw, 0.3)), rel=1e-3) and logit(raw, 0.3) != 0
+    assert logit(direction, 0.3) == pytest.approx(logit(direction, 0.6), rel=0.05)
+    with pytest.raises(ValueError, match="grid_direction"):
+        PixelMaskPath(query_dim=8, grid_dim=5, dim=4, grid_direction=True)
+    with pytest.raises(ValueError, match="pixel_mask_grid_direction"):
+        tiny_model("llava", "sam", pixel_mask_grid_direction=True)
 
 
 def test_questions_sharing_a_video_equal_the_video_given_once_per_question():

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mora.model.motion_tokens import MotionTokenizer  # noqa: F401  (its former home)
+from mora.model.video_adapter import motion_direction
 
 
 class SegProjector(nn.Sequential):
@@ -124,7 +125,7 @@ class MaskPooledSpanHead(nn.Module):
     with wbar the mask's weights on the grid normalised over the frame, m_{t,c} the cell's motion estimate
     (dx, dy to the previous and next frame, `normal_flow` / 4) and, with ``motion_match=True``, a = A question
     the motion the question asks for (a linear map of the question's words, so "left" points a to the left
-    from the first steps; with ``motion_direction=True`` m in a . m is the direction of each pair, `direction`,
+    from the first steps; with ``motion_direction=True`` m in a . m is the direction of each pair, `motion_direction`,
     so a slow mover matches the asked way as strongly as a fast one); ``cells=True`` adds the learned score of the
     cell's token (``cell_flow``: and of its motion). Pooled features of a mask that covers the answer and another object moving another way mix both
     motions, so the frame-level key cannot tell whether the answer moves the asked way; each cell's own score
@@ -173,18 +174,6 @@ class MaskPooledSpanHead(nn.Module):
         if motion_direction and not motion_match:
             raise ValueError("MaskPooledSpanHead(motion_direction=True) normalises the motion match's input")
         self.motion_direction = motion_direction
-
-    DIRECTION_EPS = (
-        0.05  # cell motion (normal_flow / 4) below which a cell counts as still; moving cells: 0.15-0.8
-    )
-
-    @classmethod
-    def direction(cls, motion: torch.Tensor) -> torch.Tensor:
-        """``[..., 4]`` each (dx, dy) pair of ``motion [..., 4]`` as a direction: ``m / sqrt(|m|^2 + eps^2)``, about
-        unit length wherever the cell moves, whatever its speed, and about zero where it stands still."""
-        pairs = motion.unflatten(-1, (2, 2))
-        norm = (pairs.square().sum(-1, keepdim=True) + cls.DIRECTION_EPS**2).sqrt()
-        return (pairs / norm).flatten(-2)
 
     @classmethod
     def mask_motion(cls, weights: torch.Tensor) -> torch.Tensor:
@@ -292,7 +281,7 @@ class MaskPooledSpanHead(nn.Module):
             scores = scores + self.cell_out(F.gelu(keys[video_index] + query[:, None, None])).squeeze(-1)
         if self.motion_match is not None:
             asked = self.motion_match(question_states.to(dtype))  # [B, 4]
-            moved = self.direction(motion) if self.motion_direction else motion
+            moved = motion_direction(motion) if self.motion_direction else motion
             scores = scores + torch.einsum("bk,btnk->btn", asked, moved[video_index])
         share = weights / weights.sum(-1, keepdim=True).clamp_min(1e-4)  # [B, T, n]
         return torch.logsumexp(scores + torch.log(share + 1e-6), dim=-1)

@@ -159,6 +159,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
                 config.pixel_mask_stem,
                 config.pixel_mask_motion_match,
                 config.pixel_mask_grid_flow,
+                config.pixel_mask_grid_direction,
             )
             if config.pixel_mask_dim
             else None

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mora.model.packing import slots_by_video
-from mora.model.video_adapter import neighbour_differences, triple_flow
+from mora.model.video_adapter import motion_direction, neighbour_differences, triple_flow
 
 
 def cell_motion(inputs: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -50,6 +50,7 @@ class PixelMaskPath(nn.Module):
             (9 input channels instead of 3; `inputs`).
         grid_flow: the grid term also reads each cell's motion (``grid_motion`` of `forward`), embedded beside
             its features.
+        grid_direction: it reads each cell's direction of motion (`motion_direction`) instead of its displacement.
     """
 
     def __init__(
@@ -61,10 +62,16 @@ class PixelMaskPath(nn.Module):
         stem: int = 0,
         motion_match: int = 0,
         grid_flow: bool = False,
+        grid_direction: bool = False,
     ) -> None:
         super().__init__()
         if grid_flow and not grid_dim:
             raise ValueError("PixelMaskPath(grid_flow=True) needs a grid input (grid_dim > 0)")
+        if grid_direction and not grid_flow:
+            raise ValueError(
+                "PixelMaskPath(grid_direction=True) reads the cells' motion: it needs grid_flow=True"
+            )
+        self.grid_direction = grid_direction
         self.dim = dim
         self.differences = differences
         channels = 9 if differences else 3
@@ -177,7 +184,8 @@ class PixelMaskPath(nn.Module):
                     raise ValueError(
                         f"this PixelMaskPath reads the cells' motion; pass grid_motion {(V, T, h, w, 4)}, got {got}"
                     )
-                cells = cells + self.grid_flow(grid_motion.to(queries.dtype))
+                motion = motion_direction(grid_motion) if self.grid_direction else grid_motion
+                cells = cells + self.grid_flow(motion.to(queries.dtype))
             cells = cells.reshape(V, T * h * w, self.dim)
             coarse = torch.bmm(packed, cells.transpose(1, 2)).view(V * slots, T, h, w)[rows]  # [B, T, h, w]
             logits = logits + F.interpolate(coarse, size=(H, W), mode="bilinear", align_corners=False)

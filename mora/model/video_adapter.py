@@ -108,6 +108,18 @@ def motion_time_scale(num_frames: int, reference_frames: int | None) -> float:
     return (num_frames - 1) / (reference_frames - 1)
 
 
+MOTION_STILL_EPS = (
+    0.05  # cell motion (normal_flow / 4) below which a cell reads as still; moving cells: 0.15-0.8
+)
+
+
+def motion_direction(motion: torch.Tensor, eps: float = MOTION_STILL_EPS) -> torch.Tensor:
+    """``[..., 4]`` each (dx, dy) pair of cell motions ``motion [..., 4]`` as a direction, ``m / sqrt(|m|^2 + eps^2)``:
+    about unit length wherever the cell moves, whatever its speed, and about zero where it stands still."""
+    pairs = motion.unflatten(-1, (2, 2))
+    return (pairs / (pairs.square().sum(-1, keepdim=True) + eps**2).sqrt()).flatten(-2)
+
+
 def triple_flow(frames: torch.Tensor, grid: tuple[int, int], sigma: float = 2.0) -> torch.Tensor:
     """`normal_flow` of frames given with their neighbours: ``frames [N, 3, c, H, W]`` (previous, this, next;
     a neighbour equal to the frame where there is none) -> ``[N, h, w, 4]``, equal to `normal_flow` of the
