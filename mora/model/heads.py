@@ -125,11 +125,12 @@ class MaskPooledSpanHead(nn.Module):
     with wbar the mask's weights on the grid normalised over the frame, m_{t,c} the cell's motion estimate
     (dx, dy to the previous and next frame, `normal_flow` / 4) and, with ``motion_match=True``, a = A question
     the motion the question asks for (a linear map of the question's words, so "left" points a to the left
-    from the first steps; with ``motion_direction=True`` m in a . m is the direction of each pair, `motion_direction`,
-    so a slow mover matches the asked way as strongly as a fast one); ``cells=True`` adds the learned score of the
-    cell's token (``cell_flow``: and of its motion). Pooled features of a mask that covers the answer and another object moving another way mix both
-    motions, so the frame-level key cannot tell whether the answer moves the asked way; each cell's own score
-    can. A and u start at zero, so the head starts as the pooled one.
+    from the first steps; with ``motion_direction=True`` m in a . m is the direction of each pair,
+    `motion_direction`, so a slow mover matches the asked way as strongly as a fast one); ``cells=True`` adds the
+    learned score of the cell's token (``cell_flow``: and of its motion). Pooled features of a mask that covers
+    the answer and another object moving another way mix both motions, so the frame-level key cannot tell whether
+    the answer moves the asked way; each cell's own score can. A and u start at zero, so the head starts as the
+    pooled one.
 
     The mask probabilities are detached: the span loss does not pull masks towards frames it likes.
     """
