@@ -97,6 +97,8 @@ class MoRAConfig(PretrainedConfig):
         video_flow_embedding: that motion estimate, linearly embedded, is also added to the adapter's output
             grid (a non-zero-initialised path beside the zero-initialised residual), so the direction of motion
             reaches the language model, the grounding reader and the pixel mask path from the first step.
+        video_flow_direction: the adapter reads each cell's direction of motion (`motion_direction`) instead of
+            its displacement, in its input and its embedding, so slow and fast movers carry the same direction.
         motion_reference_frames: the cells' motion estimates (`normal_flow` between neighbouring sampled frames,
             read by the video adapter, the pixel mask path and the span head) are rescaled to the time scale of
             this many frames spread over the clip (`motion_time_scale`: ``(T - 1) / (R - 1)``), so a model
@@ -121,6 +123,8 @@ class MoRAConfig(PretrainedConfig):
             4-vector linear in the mean state of the question's own words (`question_states`, from the
             processor's ``question_mask``), dotted with each cell's (dx, dy) to the previous and next frame and
             upsampled; 0 = off. A direction word reaches the masks through it from the first step (session 9).
+        pixel_mask_motion_direction: that motion match reads each cell's direction of motion (`motion_direction`)
+            instead of its displacement.
         pixel_mask_grid_flow: the `PixelMaskPath`'s grid term also reads each grid cell's motion (dx, dy) to the
             previous and next frame (`normal_flow` of the clip's mask-engine frames), so the ``[SEG]`` query can
             select the object that moves the asked way in the same dot product that selects by appearance.
@@ -195,6 +199,7 @@ class MoRAConfig(PretrainedConfig):
     video_adapter_differences: bool = False
     video_adapter_flow: bool = False
     video_flow_embedding: bool = False
+    video_flow_direction: bool = False
     motion_reference_frames: int | None = None
     grounding_reader_layers: int = 0
     grounding_reader_heads: int = 4
@@ -203,6 +208,7 @@ class MoRAConfig(PretrainedConfig):
     pixel_mask_differences: bool = False
     pixel_mask_stem: int = 0
     pixel_mask_motion_match: int = 0
+    pixel_mask_motion_direction: bool = False
     pixel_mask_grid_flow: bool = False
     pixel_mask_grid_direction: bool = False
     span_head: str = "tokens"
@@ -289,6 +295,16 @@ class MoRAConfig(PretrainedConfig):
             raise ValueError(f"span_head must be one of {SPAN_HEADS}, got {self.span_head!r}")
         if self.pixel_mask_grid_flow and not self.pixel_mask_dim:
             raise ValueError("pixel_mask_grid_flow needs the pixel mask path (pixel_mask_dim > 0)")
+        if self.video_flow_direction and not (self.video_adapter_flow or self.video_flow_embedding):
+            raise ValueError(
+                "video_flow_direction reads the cells' motion in the video adapter: it needs video_adapter_flow "
+                "or video_flow_embedding"
+            )
+        if self.pixel_mask_motion_direction and not self.pixel_mask_motion_match:
+            raise ValueError(
+                "pixel_mask_motion_direction normalises the pixel path's motion match: it needs "
+                "pixel_mask_motion_match > 0"
+            )
         if self.pixel_mask_grid_direction and not self.pixel_mask_grid_flow:
             raise ValueError(
                 "pixel_mask_grid_direction reads the cells' motion: it needs pixel_mask_grid_flow=True"

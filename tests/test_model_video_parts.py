@@ -611,3 +611,62 @@ def test_every_reader_of_the_cell_motion_uses_the_reference_time_scale():
 
     with pytest.raises(ValueError, match="motion_reference_frames"):
         tiny_model("llava", "sam", motion_reference_frames=1)
+
+
+def test_adapter_flow_direction_gives_slow_and_fast_movers_the_same_embedding():
+    """``video_flow_direction``: the adapter's flow embedding of a square moving 1 or 2 px per frame is about the
+    same on directions (`motion_direction` of the estimate) and proportional to the speed on displacements."""
+    raw = VideoAdapter(5, 8, 1, 2, flow_embedding=True)  # zero residual at init: output - input = embedding
+    direction = VideoAdapter(5, 8, 1, 2, flow_embedding=True, direction=True)
+    direction.load_state_dict(raw.state_dict())
+    grid = torch.zeros(1, 9, 8, 8, 5)
+
+    def moving_cells(adapter: VideoAdapter, speed: int) -> torch.Tensor:
+        clip = _square_clip(9, speed=speed)
+        with torch.no_grad():
+            delta = (
+                adapter(grid, clip) - grid - adapter.flow_embed.bias
+            )  # [1, T, h, w, d], linear in the input
+        flow = normal_flow(clip, (8, 8))[0, 4]  # the middle frame
+        cell = flow[..., 0].flatten().argmax()  # the cell moving right the most
+        return delta[0, 4].flatten(0, 1)[cell]
+
+    assert moving_cells(raw, 2).norm() > 1.5 * moving_cells(raw, 1).norm()
+    ratio = moving_cells(direction, 2).norm() / moving_cells(direction, 1).norm()
+    assert 0.8 < ratio < 1.25
+    clip = _square_clip(9, speed=1)
+    with torch.no_grad():
+        expected = direction.flow_embed(motion_direction(normal_flow(clip, (8, 8)) / 4))
+        torch.testing.assert_close(direction(grid, clip) - grid, expected)
+    with pytest.raises(ValueError, match="direction=True"):
+        VideoAdapter(5, 8, 1, 2, direction=True)
+    with pytest.raises(ValueError, match="video_flow_direction"):
+        tiny_model(
+            "llava", "sam", video_flow_direction=True, video_adapter_flow=False, video_flow_embedding=False
+        )
+
+
+def test_pixel_motion_match_on_directions_matches_slow_and_fast_movers_alike():
+    """``pixel_mask_motion_direction``: the pixel path's motion match of a question with the cells of a square
+    moving 1 or 2 px per frame: proportional to the speed on displacements, about equal on directions."""
+    raw = PixelMaskPath(16, 5, 8, motion_match=8)
+    direction = PixelMaskPath(16, 5, 8, motion_match=8, motion_direction=True)
+    with torch.no_grad():  # the question asks for "right": (dx, dy) = (1, 0) from the previous and to the next frame
+        raw.motion_match.weight.zero_()
+        raw.motion_match.bias.copy_(torch.tensor([1.0, 0.0, 1.0, 0.0]))
+    direction.load_state_dict(raw.state_dict())
+    states = torch.randn(1, 16, generator=torch.Generator().manual_seed(0))
+    rows = torch.zeros(1, dtype=torch.long)
+
+    def peak(path: PixelMaskPath, speed: int) -> float:
+        inputs = path.inputs(_square_clip(9, speed=speed))
+        with torch.no_grad():
+            logits = path._motion_logits(inputs, states, rows, 1, (8, 8))[0, 4]  # cells of the middle frame
+        return float(logits.max())
+
+    assert peak(raw, 2) > 1.5 * peak(raw, 1) > 0
+    assert peak(direction, 1) > 1.8 and 0.9 < peak(direction, 2) / peak(direction, 1) < 1.1  # at most 2
+    with pytest.raises(ValueError, match="motion_direction=True"):
+        PixelMaskPath(16, 5, 8, motion_direction=True)
+    with pytest.raises(ValueError, match="pixel_mask_motion_direction"):
+        tiny_model("llava", "sam", pixel_mask_motion_direction=True)

@@ -153,3 +153,29 @@ def test_checkpoints_load_with_weights_only(tmp_path, dist_info, zero):
         for f in ckpt.rglob("*.pt"):
             torch.load(f, weights_only=True)
     assert (ckpt / "trainer_state.json").is_file()
+
+
+def test_fused_adamw_takes_the_steps_of_the_loop(tmp_path):
+    """``optim.fused`` (the default; the DeepSpeed runs above use it) updates the weights as the per-parameter
+    loop does, up to rounding."""
+    from mora.training.trainer import build_optimizer
+
+    models = {}
+    for fused in (True, False):
+        torch.manual_seed(0)
+        model = ToyRegressor().eval()
+        optimizer = build_optimizer(model, _run_config(tmp_path, f"optim.fused={str(fused).lower()}"))
+        assert optimizer.defaults["fused"] is fused
+        x, y = torch.randn(16, 4), torch.randn(16)
+        for _ in range(8):
+            optimizer.zero_grad()
+            model(x, y).loss.backward()
+            optimizer.step()
+        models[fused] = model
+    torch.manual_seed(0)
+    initial = ToyRegressor()
+    for (name, a), (_, b), p0 in zip(
+        models[True].named_parameters(), models[False].named_parameters(), initial.parameters()
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
+        assert not torch.equal(a, p0)  # eight steps at lr 1e-2 moved every tensor

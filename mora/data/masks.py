@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from mora.data.decoded_cache import decoded_cache, read_cached
 from mora.data.errors import DatasetFormatError
 
 RLE = dict[str, Any]  # {"size": [H, W], "counts": str | bytes}
@@ -65,7 +66,10 @@ def shared_label_reads() -> Iterator[None]:
 def read_label_png(path: Path) -> np.ndarray:
     """``[H, W]`` integer labels of an indexed (palette) or grayscale PNG; value = object id.
 
-    Read-only when returned from a `shared_label_reads` block's cache."""
+    Read-only when returned from a `shared_label_reads` block's cache or the decoded-file cache
+    (`mora.data.decoded_cache`, which then serves every read)."""
+    if decoded_cache() is not None:
+        return read_cached(path, _read_label_png)
     cache = _SHARED_LABELS.get()
     if cache is None:
         return _read_label_png(path)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mora.data.decoded_cache import read_cached
 from mora.data.errors import DatasetFormatError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -74,7 +75,11 @@ def fps_indices(num_total: int, source_fps: float, fps: float) -> list[int]:
 
 
 def read_image(path: Path) -> np.ndarray:
-    """``[H, W, 3]`` uint8 RGB."""
+    """``[H, W, 3]`` uint8 RGB (read-only when the decoded-file cache is on, `mora.data.decoded_cache`)."""
+    return read_cached(path, _decode_image)
+
+
+def _decode_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))

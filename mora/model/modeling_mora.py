@@ -136,6 +136,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
                 config.video_adapter_flow,
                 config.video_flow_embedding,
                 config.motion_reference_frames,
+                config.video_flow_direction,
             )
             if config.video_adapter_layers
             else None
@@ -160,6 +161,7 @@ class MoRAForVideoGrounding(MoRAPreTrainedModel):
                 config.pixel_mask_motion_match,
                 config.pixel_mask_grid_flow,
                 config.pixel_mask_grid_direction,
+                config.pixel_mask_motion_direction,
             )
             if config.pixel_mask_dim
             else None

@@ -51,6 +51,8 @@ class PixelMaskPath(nn.Module):
         grid_flow: the grid term also reads each cell's motion (``grid_motion`` of `forward`), embedded beside
             its features.
         grid_direction: it reads each cell's direction of motion (`motion_direction`) instead of its displacement.
+        motion_direction: the motion match (``motion_match``) reads each cell's direction of motion, not its
+            displacement.
     """
 
     def __init__(
@@ -63,6 +65,7 @@ class PixelMaskPath(nn.Module):
         motion_match: int = 0,
         grid_flow: bool = False,
         grid_direction: bool = False,
+        motion_direction: bool = False,
     ) -> None:
         super().__init__()
         if grid_flow and not grid_dim:
@@ -71,7 +74,12 @@ class PixelMaskPath(nn.Module):
             raise ValueError(
                 "PixelMaskPath(grid_direction=True) reads the cells' motion: it needs grid_flow=True"
             )
+        if motion_direction and not motion_match:
+            raise ValueError(
+                "PixelMaskPath(motion_direction=True) normalises the motion match: it needs motion_match > 0"
+            )
         self.grid_direction = grid_direction
+        self.motion_direction = motion_direction
         self.dim = dim
         self.differences = differences
         channels = 9 if differences else 3
@@ -224,6 +232,8 @@ class PixelMaskPath(nn.Module):
         V, T = inputs.shape[:2]
         g = self.motion_grid
         motion = cell_motion(inputs, (g, g)) * motion_scale
+        if self.motion_direction:
+            motion = motion_direction(motion)
         motion = motion.to(self.motion_match.weight.dtype).view(V, T * g * g, 4)
         asked = self.motion_match(question_states.to(self.motion_match.weight.dtype))  # [B, 4]
         packed = asked.new_zeros(V * slots, 4).index_copy(0, rows, asked).view(V, slots, 4)

@@ -193,6 +193,8 @@ class VideoAdapter(nn.Module):
         flow_embedding: that estimate, linearly embedded, is added to the output grid.
         reference_frames: the estimate is put on the time scale of this many frames over the clip
             (`motion_time_scale`); None = per pair of neighbouring sampled frames.
+        direction: the estimate is read as each cell's direction of motion (`motion_direction`), not its
+            displacement.
     """
 
     def __init__(
@@ -205,6 +207,7 @@ class VideoAdapter(nn.Module):
         flow: bool = False,
         flow_embedding: bool = False,
         reference_frames: int | None = None,
+        direction: bool = False,
     ) -> None:
         super().__init__()
         if layers < 1:
@@ -215,6 +218,11 @@ class VideoAdapter(nn.Module):
         self.differences = differences
         self.flow = flow
         self.reference_frames = reference_frames  # `motion_time_scale` of the motion estimate
+        if direction and not (flow or flow_embedding):
+            raise ValueError(
+                "VideoAdapter(direction=True) reads the cells' motion: it needs flow or flow_embedding"
+            )
+        self.direction = direction
         self.inp = nn.Linear((3 * in_dim if differences else in_dim) + (4 if flow else 0), dim)
         self.blocks = nn.ModuleList(SpaceTimeBlock(dim, heads) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
@@ -242,7 +250,8 @@ class VideoAdapter(nn.Module):
             if pixel_values is None:
                 raise ValueError("this VideoAdapter reads per-cell motion; pass pixel_values [B, T, c, H, W]")
             scale = motion_time_scale(T, self.reference_frames) / 4
-            flow = (normal_flow(pixel_values, (h, w)) * scale).to(dtype)  # [B, T, h, w, 4]
+            flow = normal_flow(pixel_values, (h, w)) * scale  # [B, T, h, w, 4]
+            flow = (motion_direction(flow) if self.direction else flow).to(dtype)
         if self.flow:
             inputs = torch.cat([inputs, flow], dim=-1)
         x = self.inp(inputs).reshape(B, T, h * w, self.dim)  # [B, T, n, a]

@@ -89,6 +89,9 @@ class DataConfig:
     # samples per pass of the mixture (None: the sum of the sources' sizes)
     mixture_length: int | None = None
     num_workers: int = 0
+    # MiB of decoded frames and label maps kept in memory across steps (`mora.data.decoded_cache`; per process,
+    # so per data-loader worker); 0 = every read decodes its file
+    decoded_cache_mb: int = 0
 
     def __post_init__(self) -> None:
         self.datasets = [d if isinstance(d, DatasetEntry) else DatasetEntry(**d) for d in self.datasets]
@@ -100,6 +103,9 @@ class DataConfig:
             f"must be >= 1 or null, got {self.mixture_length}",
         )
         _check(self.num_workers >= 0, "data.num_workers", f"must be >= 0, got {self.num_workers}")
+        _check(
+            self.decoded_cache_mb >= 0, "data.decoded_cache_mb", f"must be >= 0, got {self.decoded_cache_mb}"
+        )
 
 
 @dataclass
@@ -116,6 +122,9 @@ class OptimConfig:
     )
     warmup_steps: int = 100
     min_lr_ratio: float = 0.0  # cosine floor as a fraction of lr
+    # torch's fused AdamW (one kernel over all parameters, CPU and CUDA): the same update as the per-parameter
+    # loop up to rounding, about 6x faster on CPU for the tiny default's 355 tensors (25 -> 4 ms per step)
+    fused: bool = True
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)

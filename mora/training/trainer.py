@@ -8,6 +8,7 @@ collate function and an export function). `mora.training.components` builds them
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 from collections.abc import Callable, Mapping
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from mora.data.decoded_cache import configure_decoded_cache
 from mora.training.checkpointing import (
     CheckpointManager,
     TrainerState,
@@ -72,9 +74,19 @@ def build_optimizer(model: torch.nn.Module, run: RunConfig) -> torch.optim.Optim
         {"params": decay, "weight_decay": run.optim.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(
-        [g for g in groups if g["params"]], lr=run.optim.lr, betas=run.optim.betas, eps=run.optim.eps
-    )
+    try:
+        return torch.optim.AdamW(
+            [g for g in groups if g["params"]],
+            lr=run.optim.lr,
+            betas=run.optim.betas,
+            eps=run.optim.eps,
+            fused=run.optim.fused,
+        )
+    except RuntimeError as exc:  # fused kernels exist for CPU, CUDA, XPU and MPS floating-point tensors
+        devices = sorted({f"{p.device.type}/{p.dtype}" for p in params})
+        raise ValueError(
+            f"optim.fused=true: torch has no fused AdamW for parameters on {devices} ({exc}); set optim.fused=false"
+        ) from exc
 
 
 def _to_device(batch: Mapping[str, Any], device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
@@ -131,9 +143,12 @@ def train(
     """Train to ``run.train.total_steps`` (continuing from ``resume_from``), then export. With
     ``export_only`` the loaded state is exported without training, to ``<run>/export_step_XXXXXXXX``."""
     run_dir = Path(run_dir)
-    session = _set_up(run, components, dist_info, ds_config, run_dir, resume_from)
-    last_losses = _run_steps(run, session, dist_info, run_dir, take_steps=not export_only)
-    return _finish(run, components, session, dist_info, ds_config, run_dir, export_only, last_losses)
+    try:
+        session = _set_up(run, components, dist_info, ds_config, run_dir, resume_from)
+        last_losses = _run_steps(run, session, dist_info, run_dir, take_steps=not export_only)
+        return _finish(run, components, session, dist_info, ds_config, run_dir, export_only, last_losses)
+    finally:
+        configure_decoded_cache(0)  # the decoded frames are the training set's: release them
 
 
 def _set_up(
@@ -174,15 +189,24 @@ def _set_up(
         seed=run.train.seed,
         start_sample=state.samples_consumed,
     )
+    configure_decoded_cache(run.data.decoded_cache_mb)
     loader = DataLoader(
         PassIndexedDataset(components.dataset),
         batch_sampler=sampler,
         collate_fn=components.collate_fn,
         num_workers=run.data.num_workers,
+        # each worker process keeps its own decoded-file cache (also under the spawn start method)
+        worker_init_fn=functools.partial(_worker_cache, run.data.decoded_cache_mb)
+        if run.data.num_workers
+        else None,
         # its own generator: creating the iterator must not draw from the global RNG that checkpoints restore
         generator=torch.Generator().manual_seed(run.train.seed),
     )
     return _Session(engine, scheduler, manager, state, last_ckpt, sampler, loader, dtype)
+
+
+def _worker_cache(max_mb: int, worker_id: int) -> None:
+    configure_decoded_cache(max_mb)
 
 
 def _run_steps(
