@@ -651,7 +651,8 @@ def test_pixel_motion_match_on_directions_matches_slow_and_fast_movers_alike():
     moving 1 or 2 px per frame: proportional to the speed on displacements, about equal on directions."""
     raw = PixelMaskPath(16, 5, 8, motion_match=8)
     direction = PixelMaskPath(16, 5, 8, motion_match=8, motion_direction=True)
-    with torch.no_grad():  # the question asks for "right": (dx, dy) = (1, 0) from the previous and to the next frame
+    # the question asks for "right": (dx, dy) = (1, 0) from the previous and to the next frame
+    with torch.no_grad():
         raw.motion_match.weight.zero_()
         raw.motion_match.bias.copy_(torch.tensor([1.0, 0.0, 1.0, 0.0]))
     direction.load_state_dict(raw.state_dict())
