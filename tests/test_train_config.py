@@ -106,6 +106,7 @@ def test_yaml_base_and_overrides(tmp_path):
         ("data.datasets.5.spec.ratio=1", "data.datasets.5"),
         ("optim.warmup_steps=20000", "optim.warmup_steps"),
         ("checkpoint.keep_last=0", "checkpoint.keep_last"),
+        ("train.cpu_processes=0", "train.cpu_processes"),
     ],
 )
 def test_bad_values_name_the_field(override, field):

@@ -201,15 +201,19 @@ def test_default_flow_of_run_sh(tmp_path, monkeypatch):
     args = [*TINY[2:], f"data.datasets.0.spec.root={data}", f"train.output_dir={out}", "train.max_steps=2"]
     monkeypatch.setattr(sys, "argv", ["train/launch.py", *args])
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
-    envs = []
+    envs, cmds = [], []
     call = launch.subprocess.call
 
     def spy(cmd, **kwargs):
         envs.append(kwargs.get("env"))
+        cmds.append(cmd)
         return call(cmd, **kwargs)
 
     monkeypatch.setattr(launch.subprocess, "call", spy)
     assert launch.main() == 0
+    # the tiny default trains in train.cpu_processes = 2 processes of 2 videos each here (4 in the default)
+    assert cmds[1][1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    assert _final(out)["world_size"] == 2 and _final(out)["samples_consumed"] == 2 * 2 * 2
     # training and evaluation run with glibc keeping freed memory (a user's own setting would win)
     assert (
         len(envs) == 3
@@ -222,3 +226,27 @@ def test_default_flow_of_run_sh(tmp_path, monkeypatch):
     scores = json.loads((out / "eval" / "scores.json").read_text())
     assert scores["overall"]["n"] > 0 and 0.0 <= scores["overall"]["JF"] <= 1.0
     assert "baseline_empty" in scores and (out / "eval" / "ungated" / "scores.json").is_file()
+
+
+def test_cpu_flow_shares_the_cores_among_its_processes(monkeypatch):
+    import train.launch as launch
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(launch.os, "sched_getaffinity", lambda pid: set(range(8)))
+    assert launch.cpu_env(2)["OMP_NUM_THREADS"] == "4" and launch.cpu_env(3)["OMP_NUM_THREADS"] == "2"
+    assert "OMP_NUM_THREADS" not in launch.cpu_env(1)  # one process: torch's default, all cores
+    monkeypatch.setattr(launch.os, "sched_getaffinity", lambda pid: {0})
+    assert launch.cpu_env(2)["OMP_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # a user's own setting wins
+    assert launch.cpu_env(2)["OMP_NUM_THREADS"] == "3"
+    assert launch.cpu_train_command(1, ["a=1"])[1:] == [
+        "train/train.py",
+        "--config",
+        launch.DEFAULT_CONFIG,
+        "--resume",
+        "auto",
+        "a=1",
+    ]
+    two = launch.cpu_train_command(2, ["a=1"])
+    assert two[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    assert two[6:] == launch.cpu_train_command(1, ["a=1"])[1:]

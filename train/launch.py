@@ -41,12 +41,25 @@ SYNTHETIC_TEST_FRACTION = 0.35
 CPU_MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296"
 
 
-def cpu_env() -> dict[str, str]:
+def cpu_env(processes: int = 1) -> dict[str, str]:
     """The environment of the CPU default flow's processes: this one's, with `CPU_MALLOC_TUNABLES` as
-    ``GLIBC_TUNABLES`` unless that is already set."""
+    ``GLIBC_TUNABLES`` and, for ``processes`` > 1, the machine's cores shared out as ``OMP_NUM_THREADS``
+    (cores // processes, at least 1), each unless already set."""
     env = dict(os.environ)
     env.setdefault("GLIBC_TUNABLES", CPU_MALLOC_TUNABLES)
+    if processes > 1:
+        env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // processes)))
     return env
+
+
+def cpu_train_command(processes: int, args: list[str]) -> list[str]:
+    """The training command of the default flow: ``train/train.py`` on the default config (continuing an
+    interrupted run), in one process or in ``processes`` through ``torch.distributed.run`` on this machine."""
+    entry = ["train/train.py", "--config", DEFAULT_CONFIG, "--resume", "auto", *args]
+    if processes == 1:
+        return [sys.executable, *entry]
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    return [sys.executable, *launcher, *entry]
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None) -> int:
@@ -89,8 +102,8 @@ def default_flow(args: list[str]) -> int:
     rc = ensure_synthetic_data(synthetic, SYNTHETIC_VIDEOS)
     if rc:
         return rc
-    env = cpu_env()
-    rc = _run([sys.executable, "train/train.py", "--config", DEFAULT_CONFIG, "--resume", "auto", *args], env)
+    processes = run.train.cpu_processes
+    rc = _run(cpu_train_command(processes, args), cpu_env(processes))
     if rc:
         return rc
     run_dir = ROOT / run.train.output_dir
@@ -112,7 +125,7 @@ def default_flow(args: list[str]) -> int:
             str(run_dir / "eval"),
             "--with-ungated",
         ],
-        env,
+        cpu_env(),
     )
     if rc == 0:
         logger.info("scores: %s", run_dir / "eval" / "scores.json")

@@ -10,6 +10,8 @@ Exit codes: 0 done, 2 user error (bad config value, missing file; reported befor
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
 
@@ -65,7 +67,8 @@ def preflight(run: RunConfig, resume: str | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_intermixed_args(argv)
-    setup_cli_logging()
+    # ranks other than 0 of a multi-process launch report warnings and errors only (their info repeats rank 0's)
+    setup_cli_logging(logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING)
     try:
         from mora.training.config_io import dump_config_yaml, load_run_config
         from mora.training.ds_config import load_deepspeed_config
@@ -95,6 +98,19 @@ def _train(run: RunConfig, ds_config: dict, args: argparse.Namespace, argv: list
     from mora.utils.io import write_json_atomic
 
     dist_info = init_distributed()
+    if (
+        dist_info.is_main
+        and dist_info.device.type == "cpu"
+        and dist_info.world_size != run.train.cpu_processes
+    ):
+        logger.warning(
+            "train.cpu_processes=%d but %d process(es) run on CPU: a global batch of %d instead of %d "
+            "(bash run.sh starts train.cpu_processes processes)",
+            run.train.cpu_processes,
+            dist_info.world_size,
+            run.train.micro_batch_size * run.train.grad_accum_steps * dist_info.world_size,
+            run.train.micro_batch_size * run.train.grad_accum_steps * run.train.cpu_processes,
+        )
     run_dir = Path(run.train.output_dir)
     resume_from = resolve_resume(args.resume, run_dir)
     if args.resume == "auto" and resume_from is None:

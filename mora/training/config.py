@@ -161,6 +161,11 @@ class TrainConfig:
     precision: str = "bf16"
     deepspeed: str = "train/ds/zero2.json"
     output_dir: str = "runs/default"
+    # processes the CPU flow of `bash run.sh` (no CONFIG) starts on this machine (torch.distributed.run, gloo),
+    # each with cores // cpu_processes threads: on a few cores, processes of one thread each get through more
+    # work than one process of several threads. The global batch is micro_batch_size x processes x
+    # grad_accum_steps. Launches through NGPU / NNODES and plain `python train/train.py` ignore it.
+    cpu_processes: int = 1
 
     def __post_init__(self) -> None:
         _check(
@@ -178,6 +183,7 @@ class TrainConfig:
             "train.max_steps",
             f"must be >= 1 or null, got {self.max_steps}",
         )
+        _check(self.cpu_processes >= 1, "train.cpu_processes", f"must be >= 1, got {self.cpu_processes}")
         _check(
             self.precision in PRECISIONS,
             "train.precision",
