@@ -50,11 +50,11 @@ BACKBONES = ("llava", "qwen2_5_vl", "qwen3_vl")
 QWEN3_VL_IMAGE_STATS = {"backbone_image_mean": (0.5, 0.5, 0.5), "backbone_image_std": (0.5, 0.5, 0.5)}
 
 
-def _tiny_mask_engine(mask_engine: str, image_size: int):
+def _tiny_mask_engine(mask_engine: str, image_size: int, decoder_layers: int = 2):
     if mask_engine == "sam2":
-        return tiny_sam2_config(image_size)
+        return tiny_sam2_config(image_size, decoder_layers)
     if mask_engine == "sam":
-        return tiny_sam_config(image_size)
+        return tiny_sam_config(image_size, decoder_layers)
     raise ValueError(f"mask_engine must be 'sam2' or 'sam', got {mask_engine!r}")
 
 
@@ -125,12 +125,16 @@ def tiny(
     *,
     num_frames: int = 8,
     mask_image_size: int | None = None,
+    mask_decoder_layers: int = 2,
 ) -> MoRAConfig:
     """A tiny random MoRA (LM hidden 128, 4 layers; 64-px frames) matching `build_tiny_tokenizer`.
 
     ``mask_image_size``: side of the mask engine's frames (default: the backbone's 64 px); SAM2's image
-    embedding is a ``mask_image_size / 16`` grid.
+    embedding is a ``mask_image_size / 16`` grid. ``mask_decoder_layers``: two-way transformer layers of the
+    mask decoder (2, as in the released SAM / SAM2).
     """
+    if mask_decoder_layers < 1:
+        raise ValueError(f"mask_decoder_layers must be >= 1, got {mask_decoder_layers}")
     tokenizer = build_tiny_tokenizer()
     vocab = len(tokenizer)
     text = dict(
@@ -148,7 +152,9 @@ def tiny(
     vlm, template = _tiny_vlm(backbone, text)
     config = MoRAConfig(
         vlm_config=vlm,
-        mask_engine_config=_tiny_mask_engine(mask_engine, mask_image_size or TINY_IMAGE_SIZE),
+        mask_engine_config=_tiny_mask_engine(
+            mask_engine, mask_image_size or TINY_IMAGE_SIZE, mask_decoder_layers
+        ),
         backbone_family=backbone,
         num_frames=num_frames,
         motion_grid=4,

@@ -200,6 +200,8 @@ def test_video_groups_share_one_draw_of_frames_and_collate_to_one_encoding(root)
     assert len(grouped) == len(videos) < len(single)
     items = [grouped[i] for i in range(3)]
     assert sum(len(g) for g in items) > 3
+    assert grouped.item_sizes()[:3] == [len(g) for g in items] and single.item_sizes() == [1] * len(single)
+    assert sum(grouped.item_sizes()) == len(single)
     for group in items:
         assert len({e.sample_id for e in group}) == len(group)
         assert all(e.frames is group[0].frames and e.frame_indices == group[0].frame_indices for e in group)

@@ -102,3 +102,15 @@ def test_tiny_mask_image_size_sets_the_engine_resolution(engine, grid_stride):
     assert pixel_values.shape[-2:] == (64, 64) and mask_pixel_values.shape[-2:] == (128, 128)
     with pytest.raises(ValueError, match="multiple of 32"):
         presets.tiny(mask_engine="sam2", mask_image_size=80)
+
+
+@pytest.mark.parametrize("engine", ["sam", "sam2"])
+def test_tiny_mask_decoder_layers(engine):
+    default, one = presets.tiny(mask_engine=engine), presets.tiny(mask_engine=engine, mask_decoder_layers=1)
+    assert default.mask_engine_config.mask_decoder_config.num_hidden_layers == 2  # the released models' depth
+    model = _meta_model(one)
+    decoder = model.mask_engine.model.mask_decoder
+    assert len(decoder.transformer.layers) == 1
+    assert not any(".transformer.layers.1." in n for n, _ in model.named_parameters())
+    with pytest.raises(ValueError, match="mask_decoder_layers"):
+        presets.tiny(mask_engine=engine, mask_decoder_layers=0)

@@ -163,6 +163,34 @@ def test_sampler_resumes_mid_pass_and_splits_ranks():
     assert PassIndexedDataset(WithEpoch())[(3, 7)] == (3, 7)
 
 
+def test_sampler_balances_item_sizes_across_ranks():
+    sizes = [4, 1, 4, 2, 1, 3, 2, 4, 1, 2, 4, 3]
+
+    def batches(start, rank, world, n, sizes=sizes):
+        kw = dict(batch_size=3, rank=rank, world_size=world, seed=1, start_sample=start, sizes=sizes)
+        it = iter(ResumableBatchSampler(12, **kw))
+        return [next(it) for _ in range(n)]
+
+    plain = [batches(0, r, 2, 6, sizes=None) for r in range(2)]
+    shared = [batches(0, r, 2, 6) for r in range(2)]
+    for step in range(6):
+        a, b = shared[0][step], shared[1][step]
+        assert len(a) == len(b) == 3 and not set(a) & set(b)
+        assert sorted(a + b) == sorted(plain[0][step] + plain[1][step])  # the same items each step, dealt out
+        loads = [sum(sizes[i] for _, i in keys) for keys in (a, b)]
+        plain_loads = [sum(sizes[i] for _, i in keys[step]) for keys in plain]
+        assert max(loads) <= max(plain_loads) and max(loads) - min(loads) <= max(sizes)
+    assert any(
+        max(sum(sizes[i] for _, i in p[s]) for p in plain)
+        > max(sum(sizes[i] for _, i in q[s]) for q in shared)
+        for s in range(6)
+    )  # slices were unbalanced somewhere in these 6 steps, the shares are not
+    assert batches(6, 1, 2, 4) == shared[1][1:5]  # resuming replays the same shares
+    assert batches(0, 0, 1, 4) == batches(0, 0, 1, 4, sizes=None)  # one rank: nothing to deal
+    with pytest.raises(ValueError, match="one per dataset item"):
+        ResumableBatchSampler(12, batch_size=3, rank=0, world_size=2, seed=1, sizes=[1, 2])
+
+
 def test_cli_user_error_is_one_clear_line(tmp_path):
     cmd = [sys.executable, str(REPO / "train/train.py"), "--config", str(REPO / "train/configs/tiny.yaml")]
     bad = subprocess.run([*cmd, "optim.lr=abc"], capture_output=True, text=True, cwd=tmp_path, timeout=120)

@@ -125,6 +125,10 @@ class VideoGroundingDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples) if self.groups is None else len(self.groups)
 
+    def item_sizes(self) -> list[int]:
+        """Questions in each item: the size of each video group, 1 per item without ``video_groups``."""
+        return [1] * len(self.samples) if self.groups is None else [len(g) for g in self.groups]
+
     def example(self, index: int, rng: np.random.Generator) -> TrainingExample | list[TrainingExample]:
         if self.groups is not None:
             return make_video_group([self.samples[i] for i in self.groups[index]], self.config, rng)

@@ -188,6 +188,8 @@ def _set_up(
         world_size=dist_info.world_size,
         seed=run.train.seed,
         start_sample=state.samples_consumed,
+        # video groups hold 1-4 questions: ranks get equal shares of them, not equal counts of videos
+        sizes=components.dataset.item_sizes() if hasattr(components.dataset, "item_sizes") else None,
     )
     configure_decoded_cache(run.data.decoded_cache_mb)
     loader = DataLoader(

@@ -28,10 +28,11 @@ PUBLISHED_NUM_PARAMETERS = {
 }
 
 
-def tiny_sam2_config(image_size: int = 64) -> Sam2VideoConfig:
+def tiny_sam2_config(image_size: int = 64, decoder_layers: int = 2) -> Sam2VideoConfig:
     """A ~1.5M-parameter SAM2 (Hiera 4 stages, FPN 128, memory 64 channels) for CPU tests.
 
     ``image_size`` must be a multiple of 32 (Hiera's total stride); the image embedding is S/16.
+    ``decoder_layers``: two-way transformer layers of the mask decoder (2, as in the released models).
     """
     if image_size % 32:
         raise ValueError(f"tiny SAM2 image_size must be a multiple of 32, got {image_size}")
@@ -62,6 +63,7 @@ def tiny_sam2_config(image_size: int = 64) -> Sam2VideoConfig:
             "mlp_dim": 256,
             "num_attention_heads": 4,
             "iou_head_hidden_dim": hidden,
+            "num_hidden_layers": decoder_layers,
         },
         image_size=image_size,
         num_maskmem=3,
@@ -78,10 +80,11 @@ def tiny_sam2_config(image_size: int = 64) -> Sam2VideoConfig:
     )
 
 
-def tiny_sam_config(image_size: int = 64) -> SamConfig:
+def tiny_sam_config(image_size: int = 64, decoder_layers: int = 2) -> SamConfig:
     """A ~0.3M-parameter SAM (2-layer ViT, patch 8, prompt dim 64) for CPU tests.
 
     ``image_size`` must be a multiple of 8 (the patch size); the image embedding is S/8.
+    ``decoder_layers``: two-way transformer layers of the mask decoder (2, as in the released models).
     """
     patch, hidden = 8, 64
     if image_size % patch:
@@ -102,7 +105,11 @@ def tiny_sam_config(image_size: int = 64) -> SamConfig:
         hidden_size=hidden, image_size=image_size, patch_size=patch, mask_input_channels=8
     )
     decoder = SamMaskDecoderConfig(
-        hidden_size=hidden, mlp_dim=128, num_attention_heads=2, iou_head_hidden_dim=hidden
+        hidden_size=hidden,
+        mlp_dim=128,
+        num_attention_heads=2,
+        iou_head_hidden_dim=hidden,
+        num_hidden_layers=decoder_layers,
     )
     return SamConfig(vision_config=vision, prompt_encoder_config=prompt, mask_decoder_config=decoder)
 
