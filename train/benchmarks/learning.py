@@ -29,7 +29,15 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from mora.constants import GROUNDMORE_Q_TYPES  # noqa: E402
-from train.launch import DEFAULT_CONFIG, SYNTHETIC_ROOT, SYNTHETIC_VIDEOS, ensure_synthetic_data  # noqa: E402
+from mora.training.config_io import load_run_config  # noqa: E402
+from train.launch import (  # noqa: E402
+    DEFAULT_CONFIG,
+    SYNTHETIC_ROOT,
+    SYNTHETIC_VIDEOS,
+    cpu_env,
+    cpu_train_command,
+    ensure_synthetic_data,
+)
 
 TARGET_OVERALL = 0.80
 TARGET_MARGIN = 0.20
@@ -92,12 +100,12 @@ def held_out_set(seed: int) -> Path:
 
 
 def train_ablation(run_dir: Path, overrides: list[str]) -> float:
-    """Train the default config with ``overrides`` into ``run_dir`` (resuming); returns the seconds taken."""
+    """Train the default config with ``overrides`` into ``run_dir`` (resuming) as `bash run.sh` trains it (its
+    ``train.cpu_processes``); returns the seconds taken."""
+    processes = load_run_config(ROOT / DEFAULT_CONFIG, overrides).train.cpu_processes
     start = time.perf_counter()
-    cmd = [sys.executable, str(ROOT / "train/train.py"), "--config", str(ROOT / DEFAULT_CONFIG)]
-    subprocess.run(
-        [*cmd, f"train.output_dir={run_dir}", "--resume", "auto", *overrides], check=True, cwd=ROOT
-    )
+    cmd = cpu_train_command(processes, [f"train.output_dir={run_dir}", *overrides])
+    subprocess.run(cmd, check=True, cwd=ROOT, env=cpu_env(processes))
     return time.perf_counter() - start
 
 

@@ -168,10 +168,12 @@ def main() -> int:
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optim, factor)
     draw = torch.Generator().manual_seed(args.seed)
+    # the default's global batch (its micro-batch in each of its processes), in one process here
+    global_batch = run.train.micro_batch_size * run.train.cpu_processes * run.train.grad_accum_steps
     w_bce, w_dice = config.mask_bce_loss_weight, config.mask_dice_loss_weight
     start, history = time.time(), []
     for step in range(args.steps):
-        items = torch.randint(len(dataset), (run.train.micro_batch_size,), generator=draw).tolist()
+        items = torch.randint(len(dataset), (global_batch,), generator=draw).tolist()
         batch = collate([dataset[i] for i in items])
         mask_logits, span_logits = model(batch)
         logits, targets = mask_logits.flatten(0, 1), batch["gt_masks"].flatten(0, 1)
