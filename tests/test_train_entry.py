@@ -250,3 +250,26 @@ def test_cpu_flow_shares_the_cores_among_its_processes(monkeypatch):
     two = launch.cpu_train_command(2, ["a=1"])
     assert two[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
     assert two[6:] == launch.cpu_train_command(1, ["a=1"])[1:]
+
+
+def test_two_cpu_processes_resume_to_the_uninterrupted_run(synthetic, tmp_path):
+    """The default's CPU flow (train.cpu_processes = 2 through torch.distributed.run, balanced shares): a run cut
+    after its first checkpoint and started again continues from it and ends where an uninterrupted run ends."""
+    import train.launch as launch
+
+    def train(out: Path, *extra: str) -> subprocess.CompletedProcess:
+        args = [*TINY[2:], f"data.datasets.0.spec.root={synthetic}", f"train.output_dir={out}"]
+        return _run(
+            launch.cpu_train_command(
+                2, [*args, "train.steps_per_epoch=4", "checkpoint.every_steps=2", *extra]
+            )
+        )
+
+    train(tmp_path / "full")
+    train(tmp_path / "cut", "train.max_steps=2")
+    again = train(tmp_path / "cut")
+    assert "resumed from" in again.stderr and "(step 2, 8 samples consumed)" in again.stderr
+    full, cut = _final(tmp_path / "full"), _final(tmp_path / "cut")
+    assert full["world_size"] == 2 and cut["step"] == full["step"] == 4
+    assert cut["samples_consumed"] == full["samples_consumed"] == 4 * 2 * 2
+    assert len(set(full["param_digests"])) == 1 and cut["param_digests"] == full["param_digests"]
